@@ -1,0 +1,130 @@
+//! Shared configuration plumbing: TOML loading with line-precise errors,
+//! collecting every problem at once, and the `[limits]` table both binaries
+//! accept.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::limits::Limits;
+use crate::wire::WireLimits;
+
+/// Every problem found in a config file, each naming its key.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl ConfigErrors {
+    /// Records a problem with `key`.
+    pub fn push(&mut self, key: &str, message: impl std::fmt::Display) {
+        self.0.push(format!("{key}: {message}"));
+    }
+
+    /// `Ok(value)` if nothing was recorded, else every problem.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and parses a TOML file; syntax and unknown-key errors carry line
+/// and column from the parser.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![format!("{}: cannot read: {e}", path.display())]))?;
+    toml::from_str(&text).map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))
+}
+
+/// The `[limits]` table; every key optional, defaults from [`Limits`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// See [`Limits::max_streams`].
+    pub max_streams: Option<u32>,
+    /// See [`Limits::stream_window`].
+    pub stream_window: Option<u32>,
+    /// See [`Limits::connection_window`].
+    pub connection_window: Option<u32>,
+    /// See [`WireLimits::max_header_bytes`].
+    pub max_header_bytes: Option<usize>,
+    /// See [`WireLimits::max_data_frame`].
+    pub max_data_frame: Option<usize>,
+    /// See [`WireLimits::max_headers`].
+    pub max_headers: Option<usize>,
+    /// See [`Limits::handshake_timeout`].
+    pub handshake_timeout_ms: Option<u64>,
+    /// See [`Limits::response_timeout`].
+    pub response_timeout_ms: Option<u64>,
+    /// See [`Limits::connect_timeout`].
+    pub connect_timeout_ms: Option<u64>,
+    /// See [`Limits::idle_timeout`].
+    pub idle_timeout_ms: Option<u64>,
+    /// See [`Limits::keepalive`].
+    pub keepalive_ms: Option<u64>,
+    /// See [`Limits::max_http_header_bytes`].
+    pub max_http_header_bytes: Option<u32>,
+}
+
+impl RawLimits {
+    /// Validated limits; problems are recorded under `limits.<key>`.
+    pub fn into_limits(self, errors: &mut ConfigErrors) -> Limits {
+        let d = Limits::default();
+        let ms = |v: Option<u64>, dflt: Duration| v.map(Duration::from_millis).unwrap_or(dflt);
+        let limits = Limits {
+            wire: WireLimits {
+                max_header_bytes: self.max_header_bytes.unwrap_or(d.wire.max_header_bytes),
+                max_data_frame: self.max_data_frame.unwrap_or(d.wire.max_data_frame),
+                max_headers: self.max_headers.unwrap_or(d.wire.max_headers),
+            },
+            max_streams: self.max_streams.unwrap_or(d.max_streams),
+            stream_window: self.stream_window.unwrap_or(d.stream_window),
+            connection_window: self.connection_window.unwrap_or(d.connection_window),
+            handshake_timeout: ms(self.handshake_timeout_ms, d.handshake_timeout),
+            response_timeout: ms(self.response_timeout_ms, d.response_timeout),
+            connect_timeout: ms(self.connect_timeout_ms, d.connect_timeout),
+            idle_timeout: ms(self.idle_timeout_ms, d.idle_timeout),
+            keepalive: ms(self.keepalive_ms, d.keepalive),
+            max_http_header_bytes: self
+                .max_http_header_bytes
+                .unwrap_or(d.max_http_header_bytes),
+        };
+        if let Err(e) = limits.validate() {
+            errors.push("limits", e);
+        }
+        limits
+    }
+}
+
+/// Parses a socket address, recording a problem under `key`.
+pub fn socket_addr(
+    key: &str,
+    value: &str,
+    errors: &mut ConfigErrors,
+) -> Option<std::net::SocketAddr> {
+    match value.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(
+                key,
+                format!("'{value}' is not an address like 127.0.0.1:8080"),
+            );
+            None
+        }
+    }
+}

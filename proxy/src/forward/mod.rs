@@ -1,0 +1,29 @@
+//! The one bridge between HTTP and tunnel streams, used by both ends.
+//!
+//! An HTTP request becomes an OPEN frame plus a body pumped as DATA and
+//! TRAILERS frames ([`pump`]); on the other side the frames become an HTTP
+//! request again, with the body read lazily from the stream ([`body`]).
+//! Responses take the same path back. Errors map to HTTP/2 reset reasons
+//! ([`error`]) and to HTTP/gRPC statuses ([`status`]) so that callers see
+//! what they would see without the tunnel.
+
+pub mod body;
+pub mod error;
+pub mod guard;
+pub mod head;
+pub mod headers;
+pub mod pump;
+pub mod reader;
+pub mod status;
+
+use bytes::Bytes;
+
+pub use body::TunnelBody;
+pub use error::StreamError;
+pub use guard::AbortOnDrop;
+pub use pump::{pump_body, write_frame, BoxError, PumpOutcome, SendGuard};
+pub use reader::FrameReader;
+pub use status::CallError;
+
+/// The body type both ends hand to hyper: any body, boxed, errors boxed.
+pub type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;

@@ -1,0 +1,211 @@
+//! Sends an HTTP body into a tunnel stream as DATA and TRAILERS frames.
+//! Each write waits for QUIC flow control, and the next body frame is only
+//! polled after the previous one was accepted, so a slow reader at the far
+//! end slows the source here.
+
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
+use http_body_util::BodyExt;
+use quinn::{SendStream, VarInt, WriteError};
+
+use super::error::reset_code_for;
+use crate::wire::{encode, encode_data_header, Frame, WireLimits};
+
+/// A boxed error as hyper and http-body pass them around.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How sending a body ended; the caller decides what else to tear down.
+#[derive(Debug)]
+pub enum PumpOutcome {
+    /// Every frame was sent and the stream finished.
+    Done {
+        /// Body bytes sent.
+        bytes: u64,
+    },
+    /// The source body failed; the stream was reset with `code`.
+    SourceFailed {
+        /// Why the source failed.
+        error: String,
+        /// The code the stream was reset with.
+        code: VarInt,
+        /// Body bytes sent before the failure.
+        bytes: u64,
+    },
+    /// The peer no longer reads (STOP_SENDING with `code`).
+    PeerStopped {
+        /// The peer's code.
+        code: VarInt,
+        /// Body bytes sent before the stop.
+        bytes: u64,
+    },
+    /// The connection went away under the stream.
+    ConnectionLost {
+        /// Why, for logs.
+        error: String,
+        /// Body bytes sent before the loss.
+        bytes: u64,
+    },
+}
+
+enum SendFail {
+    Stopped(VarInt),
+    Lost(String),
+}
+
+impl From<WriteError> for SendFail {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Stopped(code) => SendFail::Stopped(code),
+            other => SendFail::Lost(other.to_string()),
+        }
+    }
+}
+
+/// Writes one already-encoded frame.
+pub async fn write_frame(
+    send: &mut SendStream,
+    frame: &Frame,
+    limits: &WireLimits,
+) -> Result<(), BoxError> {
+    let mut buf = BytesMut::new();
+    encode(frame, limits, &mut buf)?;
+    send.write_all(&buf).await?;
+    Ok(())
+}
+
+async fn send_data(
+    send: &mut SendStream,
+    mut data: Bytes,
+    limits: &WireLimits,
+) -> Result<(), SendFail> {
+    while !data.is_empty() {
+        let piece = data.split_to(data.len().min(limits.max_data_frame));
+        let mut head = BytesMut::with_capacity(9);
+        encode_data_header(piece.len(), limits, &mut head)
+            .map_err(|e| SendFail::Lost(e.to_string()))?;
+        let mut chunks = [head.freeze(), piece];
+        send.write_all_chunks(&mut chunks).await?;
+    }
+    Ok(())
+}
+
+/// Owns a send stream and resets it if dropped before it was finished.
+/// quinn *finishes* a dropped stream, which would turn a cancelled or
+/// failed body into a silently truncated one; this makes that impossible.
+pub struct SendGuard {
+    send: SendStream,
+    armed: bool,
+}
+
+impl SendGuard {
+    /// Guards `send` until [`SendGuard::finish`] or an explicit reset.
+    pub fn new(send: SendStream) -> Self {
+        Self { send, armed: true }
+    }
+
+    /// The stream, for writing.
+    pub fn stream(&mut self) -> &mut SendStream {
+        &mut self.send
+    }
+
+    /// Ends the stream cleanly.
+    pub fn finish(&mut self) -> Result<(), quinn::ClosedStream> {
+        self.armed = false;
+        self.send.finish()
+    }
+
+    /// Ends the stream with an error code.
+    pub fn reset(&mut self, code: VarInt) {
+        self.armed = false;
+        let _ = self.send.reset(code);
+    }
+}
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.send.reset(crate::wire::codes::stream::CANCELLED);
+        }
+    }
+}
+
+/// Sends `body` as DATA/TRAILERS frames then FIN. On a source error the
+/// stream is reset with a code that tells the far end why; if this future
+/// is dropped midway, the stream is reset as cancelled.
+pub async fn pump_body<B>(mut body: B, guard: &mut SendGuard, limits: &WireLimits) -> PumpOutcome
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut bytes = 0u64;
+    loop {
+        let next = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            stopped = guard.send.stopped() => {
+                let code = stopped.ok().flatten().unwrap_or(VarInt::from_u32(0));
+                guard.reset(code);
+                return PumpOutcome::PeerStopped { code, bytes };
+            }
+        };
+        let result = match next {
+            None => {
+                return match guard.finish() {
+                    Ok(()) => PumpOutcome::Done { bytes },
+                    Err(e) => PumpOutcome::ConnectionLost {
+                        error: e.to_string(),
+                        bytes,
+                    },
+                };
+            }
+            Some(Err(e)) => {
+                let e: BoxError = e.into();
+                let code = reset_code_for(e.as_ref());
+                guard.reset(code);
+                return PumpOutcome::SourceFailed {
+                    error: e.to_string(),
+                    code,
+                    bytes,
+                };
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let n = data.len() as u64;
+                    let r = send_data(&mut guard.send, data, limits).await;
+                    bytes += n;
+                    r
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        let mut buf = BytesMut::new();
+                        match encode(&Frame::Trailers(trailers), limits, &mut buf) {
+                            Ok(()) => guard.send.write_all(&buf).await.map_err(SendFail::from),
+                            Err(e) => {
+                                let code = crate::wire::codes::stream::INTERNAL;
+                                guard.reset(code);
+                                return PumpOutcome::SourceFailed {
+                                    error: format!("trailers too large to forward: {e}"),
+                                    code,
+                                    bytes,
+                                };
+                            }
+                        }
+                    }
+                    // Unknown frame kinds carry nothing we can forward.
+                    Err(_) => Ok(()),
+                },
+            },
+        };
+        match result {
+            Ok(()) => {}
+            Err(SendFail::Stopped(code)) => {
+                guard.reset(code);
+                return PumpOutcome::PeerStopped { code, bytes };
+            }
+            Err(SendFail::Lost(error)) => {
+                guard.armed = false;
+                return PumpOutcome::ConnectionLost { error, bytes };
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Reads frames from a QUIC receive stream with bounded buffering: never
+//! more than one maximal frame plus one read chunk is held.
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use quinn::{ReadError, RecvStream, VarInt};
+
+use super::error::StreamError;
+use crate::wire::{Frame, FrameDecoder, WireLimits};
+
+/// Bytes asked of quinn per read. Small enough to bound the buffer, large
+/// enough that a 1 MiB DATA frame takes few reads.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Turns a `RecvStream` into a sequence of frames.
+pub struct FrameReader {
+    recv: RecvStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+    fin: bool,
+    deferred: Option<StreamError>,
+}
+
+impl FrameReader {
+    /// Wraps a receive stream; `limits` are the ones this side enforces.
+    pub fn new(recv: RecvStream, limits: WireLimits) -> Self {
+        Self {
+            recv,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(limits),
+            fin: false,
+            deferred: None,
+        }
+    }
+
+    /// The next frame, or `None` when the peer finished the stream cleanly
+    /// on a frame boundary. Cancel-safe: bytes read stay buffered.
+    pub async fn next(&mut self) -> Result<Option<Frame>, StreamError> {
+        if let Some(err) = self.deferred.take() {
+            return Err(err);
+        }
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            if self.fin {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(StreamError::Truncated("stream finished inside a frame"))
+                };
+            }
+            let read = self.recv.read_chunk(READ_CHUNK, true).await;
+            self.absorb(read)?;
+        }
+    }
+
+    fn absorb(&mut self, read: Result<Option<quinn::Chunk>, ReadError>) -> Result<(), StreamError> {
+        match read {
+            Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => self.fin = true,
+            Err(ReadError::Reset(code)) => return Err(StreamError::reset(code)),
+            Err(e) => return Err(StreamError::ConnectionLost(e.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Takes in whatever has already arrived without waiting, so a stream
+    /// whose FIN came with its head is seen as bodiless. That lets the far
+    /// side send HEADERS with END_STREAM (gRPC trailers-only, GET without
+    /// body) exactly as the original peer did.
+    pub fn poll_arrived(&mut self) {
+        while !self.fin && self.deferred.is_none() {
+            match self.recv.read_chunk(READ_CHUNK, true).now_or_never() {
+                Some(read) => {
+                    if let Err(e) = self.absorb(read) {
+                        self.deferred = Some(e);
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// True when nothing but FIN follows what was consumed so far.
+    pub fn at_clean_end(&self) -> bool {
+        self.fin && self.buf.is_empty() && self.deferred.is_none()
+    }
+
+    /// Tells the peer to stop sending; used when the reader gives up early.
+    pub fn stop(&mut self, code: VarInt) {
+        // Already finished or reset: nothing to stop, and that is fine.
+        let _ = self.recv.stop(code);
+    }
+}

@@ -1,0 +1,19 @@
+//! Everything both ends of a Tether tunnel share.
+//!
+//! - [`wire`]: the sans-IO protocol codec (frames, limits, error codes).
+//! - [`identity`]: SPIFFE IDs and how they are read from certificates.
+//! - [`tls`]: rustls configurations and the verifiers that enforce identity.
+//! - [`forward`]: the HTTP ⇄ tunnel-stream bridge used by edge and client.
+//! - [`limits`]: every bound, with its default and why.
+//! - [`telemetry`]: logging set-up.
+
+pub mod config;
+pub mod forward;
+pub mod identity;
+pub mod limits;
+pub mod telemetry;
+pub mod tls;
+pub mod wire;
+
+pub use identity::SpiffeId;
+pub use limits::Limits;

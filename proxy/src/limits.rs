@@ -1,0 +1,97 @@
+//! Every bound Tether enforces, in one place, with the reason for each
+//! default. Both binaries expose these as configuration keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::wire::WireLimits;
+
+/// Bounds for one process. Defaults suit a tunnel carrying many concurrent
+/// RPCs over a path of up to ~100 ms RTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Frame and header-block bounds of the wire protocol.
+    pub wire: WireLimits,
+    /// Concurrent streams the peer may open on one QUIC connection. 4096
+    /// keeps a thousand in-flight calls well clear of the ceiling while
+    /// capping per-connection state.
+    pub max_streams: u32,
+    /// QUIC receive window per stream: 2 MiB fills ~160 Mbit/s per stream at
+    /// 100 ms RTT while bounding what one slow reader can pin.
+    pub stream_window: u32,
+    /// QUIC receive window per connection. At least 4× the stream window so
+    /// one stalled stream cannot starve the rest (ztunnel's deadlock lesson).
+    pub connection_window: u32,
+    /// How long a peer may take between opening a stream and sending OPEN,
+    /// and how long a TLS/QUIC handshake or registration may take.
+    pub handshake_timeout: Duration,
+    /// How long to wait for a service's response head once a request is sent.
+    /// Streaming calls are not bounded by this after the head arrives.
+    pub response_timeout: Duration,
+    /// Connecting to a local service or upstream.
+    pub connect_timeout: Duration,
+    /// A QUIC connection with no traffic (keepalives included) for this long
+    /// is dead.
+    pub idle_timeout: Duration,
+    /// Keepalive interval; well under the idle timeout and typical NAT
+    /// binding lifetimes (30 s).
+    pub keepalive: Duration,
+    /// Largest HTTP request or response head accepted from callers and
+    /// services (HTTP/1 buffer, HTTP/2 header list).
+    pub max_http_header_bytes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            wire: WireLimits::default(),
+            max_streams: 4096,
+            stream_window: 2 * 1024 * 1024,
+            connection_window: 16 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            keepalive: Duration::from_secs(10),
+            max_http_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks relations between limits that single values cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if u64::from(self.connection_window) < 4 * u64::from(self.stream_window) {
+            return Err(format!(
+                "connection_window ({}) must be at least 4 × stream_window ({})",
+                self.connection_window, self.stream_window
+            ));
+        }
+        if self.keepalive >= self.idle_timeout {
+            return Err("keepalive must be shorter than idle_timeout".into());
+        }
+        if self.max_streams == 0 {
+            return Err("max_streams must be at least 1".into());
+        }
+        if self.wire.max_data_frame == 0 || self.wire.max_header_bytes < 1024 {
+            return Err("max_data_frame must be > 0 and max_header_bytes ≥ 1024".into());
+        }
+        Ok(())
+    }
+
+    /// The QUIC transport settings these limits imply.
+    pub fn transport_config(&self) -> Arc<quinn::TransportConfig> {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_bidi_streams(self.max_streams.into());
+        // Unidirectional streams are not part of the protocol.
+        t.max_concurrent_uni_streams(0u32.into());
+        t.stream_receive_window(self.stream_window.into());
+        t.receive_window(self.connection_window.into());
+        t.send_window(u64::from(self.connection_window));
+        t.keep_alive_interval(Some(self.keepalive));
+        if let Ok(idle) = quinn::IdleTimeout::try_from(self.idle_timeout) {
+            t.max_idle_timeout(Some(idle));
+        }
+        Arc::new(t)
+    }
+}

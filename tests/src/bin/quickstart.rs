@@ -1,0 +1,256 @@
+//! `cargo quickstart`: the whole Tether topology on one machine.
+//!
+//! Generates a development CA and identities into a state directory, writes
+//! real configuration files for the edge and the client, starts the edge,
+//! the client and an example upstream (HTTP and gRPC) from those files,
+//! sends a few calls through the tunnel and prints them, then keeps running
+//! and prints commands a user can paste.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use certs::{Ca, IdentityKind, LeafSpec};
+use clap::Parser;
+use http::Method;
+use tether_tests::callers::{caller_tls, empty, grpc_tls, request, HttpCaller};
+use tether_tests::pb::{EchoRequest, StreamRequest};
+use tether_tests::upstream;
+
+/// Runs a complete local Tether: dev CA, edge, tunnel client and an example
+/// upstream, then calls through the tunnel.
+#[derive(Parser)]
+#[command(
+    about,
+    after_help = "Everything it generates (certificates, edge.toml, client.toml) stays in the state directory; rerunning reuses it."
+)]
+struct Args {
+    /// Where certificates and configuration files are written.
+    #[arg(long, default_value = ".tether")]
+    state_dir: PathBuf,
+    /// Loopback port of the edge's plaintext development ingress.
+    #[arg(long, default_value_t = 8080)]
+    plaintext_port: u16,
+    /// Loopback port of the edge's mTLS ingress.
+    #[arg(long, default_value_t = 8443)]
+    ingress_port: u16,
+    /// Loopback UDP port of the edge's tunnel listener.
+    #[arg(long, default_value_t = 4433)]
+    tunnel_port: u16,
+    /// Exit after the demonstration calls instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit_after_demo: bool,
+}
+
+const TD: &str = "tether.local";
+const DOMAIN: &str = "tunnel.local";
+
+fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
+    if dir.join("ca.pem").exists() && dir.join("tunnel-demo.pem").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let ca = Ca::create(TD, Duration::from_secs(365 * 24 * 3600))?;
+    ca.write_files(dir, true)?;
+    let mut edge = LeafSpec::new(IdentityKind::Edge, "edge-1");
+    edge.dns_names.push(format!("*.demo.{DOMAIN}"));
+    edge.lifetime = Duration::from_secs(30 * 24 * 3600);
+    ca.issue(&edge)?.write_files(dir, "edge-edge-1", true)?;
+    for (kind, name) in [
+        (IdentityKind::Tunnel, "demo"),
+        (IdentityKind::Caller, "dev"),
+    ] {
+        let mut spec = LeafSpec::new(kind, name);
+        spec.lifetime = Duration::from_secs(30 * 24 * 3600);
+        ca.issue(&spec)?.write_files(dir, &spec.file_stem(), true)?;
+    }
+    Ok(())
+}
+
+fn write_configs(dir: &Path, args: &Args, upstream: SocketAddr) -> anyhow::Result<()> {
+    let edge = format!(
+        r#"# Edge configuration written by `cargo quickstart`. See docs/configuration.md.
+[edge]
+id = "edge-1"
+
+[tls]
+cert = "edge-edge-1.pem"
+key = "edge-edge-1.key"
+trust_bundle = "ca.pem"
+
+[tunnels]
+listen = "127.0.0.1:{tunnel}"
+known = ["demo"]
+
+[ingress]
+domain = "{DOMAIN}"
+listen = "127.0.0.1:{ingress}"
+
+[ingress.plaintext]
+listen = "127.0.0.1:{plain}"
+caller_identity = "spiffe://{TD}/caller/dev"
+"#,
+        tunnel = args.tunnel_port,
+        ingress = args.ingress_port,
+        plain = args.plaintext_port,
+    );
+    let client = format!(
+        r#"# Tunnel client configuration written by `cargo quickstart`. See docs/configuration.md.
+[tls]
+cert = "tunnel-demo.pem"
+key = "tunnel-demo.key"
+trust_bundle = "ca.pem"
+
+[edge]
+address = "127.0.0.1:{tunnel}"
+server_name = "localhost"
+
+# gRPC over HTTP/2 cleartext.
+[services.echo]
+url = "http://{upstream}"
+protocol = "h2c"
+
+# Plain HTTP/1.1.
+[services.web]
+url = "http://{upstream}"
+protocol = "http1"
+
+[labels]
+cluster = "quickstart"
+"#,
+        tunnel = args.tunnel_port,
+    );
+    std::fs::write(dir.join("edge.toml"), edge)?;
+    std::fs::write(dir.join("client.toml"), client)?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    proxy::telemetry::init("warn");
+    let dir = args.state_dir.clone();
+    ensure_pki(&dir).context("generating development certificates")?;
+    let up = upstream::start("127.0.0.1:0".parse()?).await?;
+    write_configs(&dir, &args, up.addr)?;
+
+    let edge_cfg =
+        tunnel_server::Config::load(&dir.join("edge.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let edge = tunnel_server::build(edge_cfg)
+        .await
+        .context("starting the edge (is another quick start running? use --plaintext-port/--ingress-port/--tunnel-port)")?;
+    let client_cfg = tunnel_client::Config::load(&dir.join("client.toml"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut client = tunnel_client::build(client_cfg)?;
+    tokio::time::timeout(Duration::from_secs(10), client.connected())
+        .await
+        .context("the tunnel client did not connect within 10 s")?;
+    edge.registry.wait_live("demo").await;
+
+    println!("Tether is running:");
+    println!(
+        "  edge      tunnels on udp/{}, mTLS ingress on {}, plaintext dev ingress on {}",
+        edge.tunnel_addr, args.ingress_port, args.plaintext_port
+    );
+    println!("  client    tunnel 'demo' connected, services: echo (gRPC, h2c), web (HTTP/1.1)");
+    println!("  upstream  example service on {}", up.addr);
+    println!("  files     {}", dir.display());
+    println!();
+
+    // 1. Plain HTTP through the plaintext development listener.
+    let plain: SocketAddr = format!("127.0.0.1:{}", args.plaintext_port).parse()?;
+    let mut http = HttpCaller::plaintext(plain, false).await?;
+    let resp = http
+        .send(request(
+            Method::GET,
+            &format!("web.demo.{DOMAIN}"),
+            "/hello",
+            empty(),
+        )?)
+        .await?;
+    let status = resp.status();
+    let body = upstream::collect(resp.into_body()).await?;
+    println!(
+        "HTTP/1.1 GET http://web.demo.{DOMAIN}/hello  →  {status}: {}",
+        String::from_utf8_lossy(&body).trim()
+    );
+
+    // 2. gRPC over mTLS with the caller certificate.
+    let caller = certs::IssuedCert {
+        spiffe_id: format!("spiffe://{TD}/caller/dev"),
+        cert_pem: std::fs::read_to_string(dir.join("caller-dev.pem"))?,
+        key_pem: std::fs::read_to_string(dir.join("caller-dev.key"))?,
+        cert_der: Vec::new(),
+        key_der: Vec::new(),
+    };
+    let roots = proxy::tls::load_trust_bundle(&dir.join("ca.pem"))?;
+    let tls = caller_tls(&caller, roots, &[b"h2"])?;
+    let ingress: SocketAddr = format!("127.0.0.1:{}", args.ingress_port).parse()?;
+    let mut grpc = grpc_tls(ingress, &format!("echo.demo.{DOMAIN}"), tls).await?;
+    let reply = grpc
+        .unary(EchoRequest {
+            text: "hello through the tunnel".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    println!(
+        "gRPC  tether.echo.v1.Echo/Unary          →  OK: {:?} (service saw {})",
+        reply.text, reply.caller
+    );
+    let mut stream = grpc
+        .server_stream(StreamRequest {
+            text: "tick".into(),
+            count: 3,
+            hang_after: false,
+        })
+        .await?
+        .into_inner();
+    let mut ticks = Vec::new();
+    while let Some(m) = stream.message().await? {
+        ticks.push(m.text);
+    }
+    println!(
+        "gRPC  tether.echo.v1.Echo/ServerStream   →  OK: {}",
+        ticks.join(", ")
+    );
+    println!();
+    println!("Try it yourself:");
+    println!(
+        "  curl -H 'Host: web.demo.{DOMAIN}' http://127.0.0.1:{}/hello",
+        args.plaintext_port
+    );
+    println!(
+        "  curl --cacert {d}/ca.pem --cert {d}/caller-dev.pem --key {d}/caller-dev.key \\\n       --resolve web.demo.{DOMAIN}:{p}:127.0.0.1 https://web.demo.{DOMAIN}:{p}/hello",
+        d = dir.display(),
+        p = args.ingress_port
+    );
+    println!(
+        "  curl -H 'Host: web.nope.{DOMAIN}' http://127.0.0.1:{}/hello   # unknown tunnel → 404",
+        args.plaintext_port
+    );
+    println!();
+    println!("Run the binaries yourself with the same files:");
+    println!(
+        "  cargo run -p tunnel-server -- run --config {}/edge.toml",
+        dir.display()
+    );
+    println!(
+        "  cargo run -p tunnel-client -- run --config {}/client.toml",
+        dir.display()
+    );
+
+    if args.exit_after_demo {
+        client.shutdown().await;
+        edge.shutdown().await;
+        return Ok(());
+    }
+    println!();
+    println!("Serving until Ctrl-C.");
+    proxy::telemetry::shutdown_signal().await;
+    client.shutdown().await;
+    edge.shutdown().await;
+    drop(up);
+    Ok(())
+}

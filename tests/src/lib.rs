@@ -1,0 +1,18 @@
+//! In-process topologies (CA, edge, clients, upstreams) for Tether's
+//! end-to-end tests, the quick start and bench.
+//!
+//! - [`topology`]: starts everything on ephemeral loopback ports.
+//! - [`upstream`]: the example service (gRPC Echo plus HTTP endpoints).
+//! - [`callers`]: gRPC and HTTP clients that reach the edge over mTLS or
+//!   the plaintext development listener.
+//! - [`pb`]: the generated Echo protobuf types.
+
+pub mod callers;
+pub mod topology;
+pub mod upstream;
+
+/// Generated protobuf and tonic code for `tether.echo.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("tether.echo.v1");
+}

@@ -1,0 +1,229 @@
+//! An in-process Tether topology on ephemeral loopback ports: a dev CA, an
+//! edge (mTLS and plaintext ingress), a tunnel client and the example
+//! upstream. Every end-to-end test, the quick start and bench use it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use certs::{Ca, IdentityKind, IssuedCert, LeafSpec};
+use proxy::tls::{identity_from_pem, roots_from_pem};
+use proxy::{Limits, SpiffeId};
+use tunnel_client::config::{Protocol, Service};
+
+use crate::upstream::{self, Upstream};
+
+/// The trust domain of every test topology.
+pub const TRUST_DOMAIN: &str = "tether.local";
+/// The ingress routing domain.
+pub const DOMAIN: &str = "tunnel.local";
+/// The tunnel's name.
+pub const TUNNEL: &str = "demo";
+/// The identity the plaintext listener asserts.
+pub const DEV_CALLER: &str = "spiffe://tether.local/caller/dev";
+
+/// Issues identities from one CA.
+pub struct Pki {
+    /// The CA.
+    pub ca: Ca,
+}
+
+impl Pki {
+    /// A fresh CA for [`TRUST_DOMAIN`].
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            ca: Ca::create(TRUST_DOMAIN, Duration::from_secs(30 * 24 * 3600))?,
+        })
+    }
+
+    /// A leaf of `kind` named `name` with default settings.
+    pub fn leaf(&self, kind: IdentityKind, name: &str) -> anyhow::Result<IssuedCert> {
+        Ok(self.ca.issue(&LeafSpec::new(kind, name))?)
+    }
+
+    /// The CA as a trust bundle.
+    pub fn roots(&self) -> anyhow::Result<Arc<rustls::RootCertStore>> {
+        Ok(roots_from_pem(self.ca.cert_pem().as_bytes())?)
+    }
+}
+
+/// Turns an issued certificate into the identity type the binaries use.
+pub fn tls_identity(cert: &IssuedCert) -> anyhow::Result<proxy::tls::TlsIdentity> {
+    Ok(identity_from_pem(
+        cert.cert_pem.as_bytes(),
+        cert.key_pem.as_bytes(),
+    )?)
+}
+
+/// Options for [`Topology::start_with`].
+#[derive(Clone)]
+pub struct Options {
+    /// Limits for edge and client.
+    pub limits: Limits,
+    /// Extra client services by name (besides `echo` → the example upstream
+    /// over h2c and `web` → the same over HTTP/1.1).
+    pub extra_services: BTreeMap<String, Service>,
+    /// Start the tunnel client (false for tests of a tunnel that never came).
+    pub start_client: bool,
+    /// Tunnel names the edge expects.
+    pub known_tunnels: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            extra_services: BTreeMap::new(),
+            start_client: true,
+            known_tunnels: Vec::new(),
+        }
+    }
+}
+
+/// A running topology. Dropping it stops everything.
+pub struct Topology {
+    /// Issues more identities (callers, rogue clients).
+    pub pki: Pki,
+    /// The edge.
+    pub edge: Option<tunnel_server::Bound>,
+    /// The tunnel client.
+    pub client: Option<tunnel_client::Bound>,
+    /// The example upstream.
+    pub upstream: Upstream,
+    /// Edge QUIC address.
+    pub tunnel_addr: SocketAddr,
+    /// Edge mTLS ingress address.
+    pub ingress_addr: SocketAddr,
+    /// Edge plaintext ingress address.
+    pub plaintext_addr: SocketAddr,
+    /// The edge's live-tunnel registry.
+    pub registry: Arc<tunnel_server::Registry>,
+    /// The edge's certificate (to start more clients against it).
+    pub edge_cert: IssuedCert,
+}
+
+impl Topology {
+    /// Default topology: everything up and the tunnel registered.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// A topology with options; returns once the tunnel is registered (when
+    /// a client is started).
+    pub async fn start_with(opts: Options) -> anyhow::Result<Self> {
+        proxy::telemetry::init("warn");
+        let pki = Pki::new()?;
+        let upstream = upstream::start("127.0.0.1:0".parse()?).await?;
+        let edge_cert = pki.leaf(IdentityKind::Edge, "edge-1")?;
+        let edge_cfg = tunnel_server::Config {
+            edge_id: "edge-1".into(),
+            identity: tls_identity(&edge_cert)?,
+            trust: pki.roots()?,
+            tunnel_listen: "127.0.0.1:0".parse()?,
+            known_tunnels: opts.known_tunnels.clone(),
+            domain: DOMAIN.into(),
+            ingress_listen: Some("127.0.0.1:0".parse()?),
+            plaintext: Some(("127.0.0.1:0".parse()?, SpiffeId::parse(DEV_CALLER)?)),
+            limits: opts.limits,
+        };
+        let edge = tunnel_server::build(edge_cfg).await?;
+        let mut topo = Self {
+            tunnel_addr: edge.tunnel_addr,
+            ingress_addr: edge.ingress_addr.context("ingress bound")?,
+            plaintext_addr: edge.plaintext_addr.context("plaintext bound")?,
+            registry: edge.registry.clone(),
+            edge: Some(edge),
+            client: None,
+            upstream,
+            pki,
+            edge_cert,
+        };
+        if opts.start_client {
+            let cfg = topo.client_config(TUNNEL, &opts)?;
+            let mut client = tunnel_client::build(cfg)?;
+            client.connected().await;
+            topo.registry.wait_live(TUNNEL).await;
+            topo.client = Some(client);
+        }
+        Ok(topo)
+    }
+
+    /// A client configuration for tunnel `name` pointing at this edge and
+    /// the example upstream.
+    pub fn client_config(
+        &self,
+        name: &str,
+        opts: &Options,
+    ) -> anyhow::Result<tunnel_client::Config> {
+        let cert = self.pki.leaf(IdentityKind::Tunnel, name)?;
+        let base: http::Uri = format!("http://{}", self.upstream.addr).parse()?;
+        let mut services = BTreeMap::new();
+        services.insert(
+            "echo".to_string(),
+            Service {
+                url: base.clone(),
+                protocol: Protocol::H2c,
+                ca: None,
+            },
+        );
+        services.insert(
+            "web".to_string(),
+            Service {
+                url: base,
+                protocol: Protocol::Http1,
+                ca: None,
+            },
+        );
+        services.extend(opts.extra_services.clone());
+        Ok(tunnel_client::Config {
+            identity: tls_identity(&cert)?,
+            trust: self.pki.roots()?,
+            edge_address: self.tunnel_addr.to_string(),
+            edge_server_name: "localhost".into(),
+            services,
+            labels: BTreeMap::new(),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            limits: opts.limits,
+        })
+    }
+
+    /// The host a caller uses for `service` on the demo tunnel.
+    pub fn host(&self, service: &str) -> String {
+        format!("{service}.{TUNNEL}.{DOMAIN}")
+    }
+
+    /// A plaintext URL for `service` and `path` (Host set by the URL's
+    /// authority is wrong, so callers must set Host; see [`crate::client`]).
+    pub fn plaintext_base(&self) -> String {
+        format!("http://{}", self.plaintext_addr)
+    }
+
+    /// Stops the client (the tunnel goes offline) and waits until the edge
+    /// has noticed.
+    pub async fn stop_client(&mut self) {
+        if let Some(c) = self.client.take() {
+            c.shutdown().await;
+        }
+        self.registry.wait_offline(TUNNEL).await;
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(mut self) {
+        if let Some(c) = self.client.take() {
+            c.shutdown().await;
+        }
+        if let Some(e) = self.edge.take() {
+            e.shutdown().await;
+        }
+    }
+
+    /// A certificate directory for processes started from files.
+    pub fn write_pki(&self, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+        self.pki.ca.write_files(dir, true)?;
+        Ok(dir.to_path_buf())
+    }
+}

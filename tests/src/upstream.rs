@@ -1,0 +1,435 @@
+//! The example data-plane service: gRPC `tether.echo.v1.Echo` and a few
+//! plain HTTP endpoints on one port (HTTP/1.1 and h2c). It counts every
+//! request it receives, so refusal tests can prove nothing reached it, and
+//! records cancellations, so cancellation tests can prove they arrived.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status, Streaming};
+use tower::ServiceExt;
+
+use crate::pb::echo_server::{Echo, EchoServer};
+use crate::pb::{EchoReply, EchoRequest, StreamRequest};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// What the upstream has seen, shared with tests.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Requests received (gRPC and HTTP).
+    pub requests: AtomicU64,
+    /// gRPC handlers dropped before finishing (cancellation reached us).
+    pub cancelled: AtomicU64,
+    /// Signalled on each cancellation.
+    pub cancel_notify: Notify,
+    /// Signalled on each request.
+    pub request_notify: Notify,
+}
+
+impl Observed {
+    /// Requests seen so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` cancellations were observed.
+    pub async fn wait_cancelled(&self, n: u64) {
+        loop {
+            let notified = self.cancel_notify.notified();
+            if self.cancelled.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until at least `n` requests were observed.
+    pub async fn wait_requests(&self, n: u64) {
+        loop {
+            let notified = self.request_notify.notified();
+            if self.requests() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts a cancellation if dropped before `done`.
+struct CancelGuard {
+    observed: Arc<Observed>,
+    done: bool,
+}
+
+impl CancelGuard {
+    /// The handler finished normally: not a cancellation.
+    fn finish(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.observed.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.observed.cancel_notify.notify_waiters();
+        }
+    }
+}
+
+fn caller_of<T>(req: &tonic::Request<T>) -> String {
+    req.metadata()
+        .get("x-forwarded-client-cert")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[derive(Clone)]
+struct EchoService {
+    observed: Arc<Observed>,
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<EchoReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Echo for EchoService {
+    async fn unary(
+        &self,
+        req: tonic::Request<EchoRequest>,
+    ) -> Result<tonic::Response<EchoReply>, Status> {
+        let caller = caller_of(&req);
+        let msg = req.into_inner();
+        if msg.hang {
+            let mut guard = CancelGuard {
+                observed: self.observed.clone(),
+                done: false,
+            };
+            std::future::pending::<()>().await;
+            guard.finish();
+        }
+        if msg.fail_code != 0 {
+            let mut status = Status::new(
+                Code::from(msg.fail_code as i32),
+                format!("failed as asked: {}", msg.text),
+            );
+            status.metadata_mut().insert(
+                "x-detail",
+                "detail-text".parse().map_err(|_| Status::internal("md"))?,
+            );
+            status.metadata_mut().insert_bin(
+                "x-detail-bin",
+                tonic::metadata::MetadataValue::from_bytes(&[0, 1, 2, 255]),
+            );
+            return Err(status);
+        }
+        let mut resp = tonic::Response::new(EchoReply {
+            text: msg.text,
+            payload: msg.payload,
+            seq: 0,
+            caller,
+        });
+        resp.metadata_mut()
+            .insert("x-echo", "yes".parse().map_err(|_| Status::internal("md"))?);
+        resp.metadata_mut().insert_bin(
+            "x-echo-bin",
+            tonic::metadata::MetadataValue::from_bytes(&[0xde, 0xad, 0xbe, 0xef]),
+        );
+        Ok(resp)
+    }
+
+    type ServerStreamStream = ReplyStream;
+
+    async fn server_stream(
+        &self,
+        req: tonic::Request<StreamRequest>,
+    ) -> Result<tonic::Response<ReplyStream>, Status> {
+        let caller = caller_of(&req);
+        let msg = req.into_inner();
+        let observed = self.observed.clone();
+        let stream = async_stream(msg, caller, observed);
+        Ok(tonic::Response::new(stream))
+    }
+
+    async fn client_stream(
+        &self,
+        req: tonic::Request<Streaming<EchoRequest>>,
+    ) -> Result<tonic::Response<EchoReply>, Status> {
+        let caller = caller_of(&req);
+        let mut stream = req.into_inner();
+        let mut guard = CancelGuard {
+            observed: self.observed.clone(),
+            done: false,
+        };
+        let mut text = String::new();
+        let mut payload = Vec::new();
+        let mut seq = 0;
+        while let Some(msg) = stream.message().await? {
+            text.push_str(&msg.text);
+            payload.extend_from_slice(&msg.payload);
+            seq += 1;
+        }
+        guard.finish();
+        Ok(tonic::Response::new(EchoReply {
+            text,
+            payload,
+            seq,
+            caller,
+        }))
+    }
+
+    type BidiStream = ReplyStream;
+
+    async fn bidi(
+        &self,
+        req: tonic::Request<Streaming<EchoRequest>>,
+    ) -> Result<tonic::Response<ReplyStream>, Status> {
+        let caller = caller_of(&req);
+        let observed = self.observed.clone();
+        let input = req.into_inner();
+        let out = futures_util::stream::unfold(
+            (
+                input,
+                0u64,
+                CancelGuard {
+                    observed,
+                    done: false,
+                },
+            ),
+            move |(mut input, seq, mut guard)| {
+                let caller = caller.clone();
+                async move {
+                    match input.message().await {
+                        Ok(Some(msg)) if msg.fail_code != 0 => {
+                            guard.finish();
+                            Some((
+                                Err(Status::new(
+                                    Code::from(msg.fail_code as i32),
+                                    "failed as asked",
+                                )),
+                                (input, seq, guard),
+                            ))
+                        }
+                        Ok(Some(msg)) => Some((
+                            Ok(EchoReply {
+                                text: msg.text,
+                                payload: msg.payload,
+                                seq,
+                                caller,
+                            }),
+                            (input, seq + 1, guard),
+                        )),
+                        Ok(None) => {
+                            guard.finish();
+                            None
+                        }
+                        Err(status) => Some((Err(status), (input, seq, guard))),
+                    }
+                }
+            },
+        );
+        Ok(tonic::Response::new(Box::pin(out)))
+    }
+}
+
+fn async_stream(msg: StreamRequest, caller: String, observed: Arc<Observed>) -> ReplyStream {
+    let guard = CancelGuard {
+        observed,
+        done: false,
+    };
+    let count = u64::from(msg.count);
+    let s = futures_util::stream::unfold((0u64, guard), move |(seq, mut guard)| {
+        let (text, caller) = (msg.text.clone(), caller.clone());
+        let hang_after = msg.hang_after;
+        async move {
+            if seq >= count {
+                if hang_after {
+                    std::future::pending::<()>().await;
+                }
+                guard.finish();
+                return None;
+            }
+            Some((
+                Ok(EchoReply {
+                    text: format!("{text}-{seq}"),
+                    payload: Vec::new(),
+                    seq,
+                    caller,
+                }),
+                (seq + 1, guard),
+            ))
+        }
+    });
+    Box::pin(s)
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<BoxBody> {
+    let mut resp = Response::new(
+        Full::new(body.into())
+            .map_err(|n| match n {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Plain HTTP endpoints:
+/// - `GET /hello`: a greeting naming the caller;
+/// - `POST /echo`: streams the request body back as it arrives;
+/// - `GET /headers`: the request headers, one `name: value` per line;
+/// - `GET /bytes?n=N`: N bytes of `x`, streamed in 64 KiB chunks.
+async fn http(req: Request<Incoming>) -> Response<BoxBody> {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (http::Method::GET, "/hello") => {
+            let caller = req
+                .headers()
+                .get("x-forwarded-client-cert")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("nobody")
+                .to_string();
+            full(
+                StatusCode::OK,
+                format!("hello from the data plane; you are {caller}\n"),
+            )
+        }
+        (http::Method::POST, "/echo") => {
+            let body = req.into_body().map_err(BoxError::from).boxed_unsync();
+            Response::new(body)
+        }
+        (http::Method::GET, "/headers") => {
+            let mut out = String::new();
+            for (k, v) in req.headers() {
+                out.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("<binary>")));
+            }
+            full(StatusCode::OK, out)
+        }
+        (http::Method::GET, "/bytes") => {
+            let n: u64 = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("n="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let frames = futures_util::stream::unfold(n, move |left| {
+                let chunk = chunk.clone();
+                async move {
+                    if left == 0 {
+                        return None;
+                    }
+                    let take = left.min(chunk.len() as u64);
+                    Some((
+                        Ok::<_, BoxError>(http_body::Frame::data(chunk.slice(..take as usize))),
+                        left - take,
+                    ))
+                }
+            });
+            Response::new(StreamBody::new(frames).boxed_unsync())
+        }
+        _ => full(StatusCode::NOT_FOUND, "no such endpoint\n"),
+    }
+}
+
+/// A running example upstream.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it has seen.
+    pub observed: Arc<Observed>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts the example upstream on `addr` (use port 0 in tests).
+pub async fn start(addr: SocketAddr) -> std::io::Result<Upstream> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let observed = Arc::new(Observed::default());
+    let cancel = CancellationToken::new();
+    let grpc = EchoServer::new(EchoService {
+        observed: observed.clone(),
+    });
+    let (obs, stop) = (observed.clone(), cancel.clone());
+    // Owned by the cancel token, which `Upstream` cancels on drop.
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                _ = stop.cancelled() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let (grpc, obs, stop) = (grpc.clone(), obs.clone(), stop.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (grpc, obs) = (grpc.clone(), obs.clone());
+                    async move {
+                        obs.requests.fetch_add(1, Ordering::SeqCst);
+                        obs.request_notify.notify_waiters();
+                        let is_grpc = req
+                            .headers()
+                            .get(http::header::CONTENT_TYPE)
+                            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                        let resp: Response<BoxBody> = if is_grpc {
+                            match grpc.oneshot(req).await {
+                                Ok(resp) => resp.map(|b| b.map_err(BoxError::from).boxed_unsync()),
+                                Err(never) => match never {},
+                            }
+                        } else {
+                            http(req).await
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+    });
+    Ok(Upstream {
+        addr,
+        observed,
+        cancel,
+    })
+}
+
+/// Reads a whole body into memory (small bodies in tests only).
+pub async fn collect(body: Incoming) -> Result<Bytes, hyper::Error> {
+    Ok(body.collect().await?.to_bytes())
+}
+
+/// Drains a body counting bytes without keeping them (large bodies).
+pub async fn count_body(mut body: Incoming) -> Result<u64, hyper::Error> {
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            n += data.len() as u64;
+        }
+    }
+    Ok(n)
+}

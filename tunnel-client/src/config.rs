@@ -1,0 +1,302 @@
+//! The tunnel client's configuration: TOML → [`RawConfig`] → [`Config`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use proxy::config::{load_toml, ConfigErrors, RawLimits};
+use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
+use proxy::Limits;
+use rustls::RootCertStore;
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[tls]`
+    pub tls: RawTls,
+    /// `[edge]`
+    pub edge: RawEdge,
+    /// `[services.<name>]`
+    #[serde(default)]
+    pub services: BTreeMap<String, RawService>,
+    /// `[labels]`: free-form, sent in HELLO.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `[reconnect]`
+    #[serde(default)]
+    pub reconnect: RawReconnect,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[tls]`: the tunnel's identity and whom it trusts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM chain with a `spiffe://<td>/tunnel/<name>` URI SAN; the name is
+    /// the tunnel's routing name.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA certificates the edge's certificate chains to.
+    pub trust_bundle: PathBuf,
+}
+
+/// `[edge]`: where to dial.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdge {
+    /// `host:port` of the edge's tunnel listener (UDP).
+    pub address: String,
+    /// Name to verify in the edge certificate; default: the host of `address`.
+    pub server_name: Option<String>,
+}
+
+/// `[services.<name>]`: one local service callers may reach.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// `http1`, `h2c` or `tls` (HTTP/2 or 1.1 by ALPN); default from the URL
+    /// scheme (`http` → `http1`, `https` → `tls`).
+    pub protocol: Option<String>,
+    /// PEM CA bundle for `tls` services.
+    pub ca: Option<PathBuf>,
+}
+
+/// `[reconnect]`: redial backoff.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconnect {
+    /// First delay after a failure (default 200 ms).
+    pub initial_backoff_ms: Option<u64>,
+    /// Largest delay (default 30 s).
+    pub max_backoff_ms: Option<u64>,
+}
+
+/// How a local service is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 over TCP.
+    Http1,
+    /// HTTP/2 over TCP with prior knowledge (gRPC servers).
+    H2c,
+    /// TLS, HTTP/2 or HTTP/1.1 by ALPN.
+    Tls,
+}
+
+/// One validated local service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Scheme and authority requests are sent to.
+    pub url: Uri,
+    /// How to speak to it.
+    pub protocol: Protocol,
+    /// CAs for `Tls` services.
+    pub ca: Option<Arc<RootCertStore>>,
+}
+
+/// Validated client configuration. Tests build this directly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The tunnel's certificate, key and identity.
+    pub identity: TlsIdentity,
+    /// CAs trusted for the edge.
+    pub trust: Arc<RootCertStore>,
+    /// Edge `host:port`.
+    pub edge_address: String,
+    /// Name verified in the edge's certificate.
+    pub edge_server_name: String,
+    /// Services by name.
+    pub services: BTreeMap<String, Service>,
+    /// Labels sent in HELLO.
+    pub labels: BTreeMap<String, String>,
+    /// First redial delay.
+    pub initial_backoff: Duration,
+    /// Largest redial delay.
+    pub max_backoff: Duration,
+    /// Every bound.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Loads and validates a file, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = load_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_raw(raw, base)
+    }
+
+    /// The tunnel's routing name (from its certificate).
+    pub fn tunnel_name(&self) -> &str {
+        self.identity.id.name_of_kind("tunnel").unwrap_or("")
+    }
+
+    /// Validates a parsed file; relative paths resolve against `base`.
+    pub fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let identity = match load_identity(&base.join(&raw.tls.cert), &base.join(&raw.tls.key)) {
+            Ok(id) if id.id.name_of_kind("tunnel").is_none() => {
+                errors.push(
+                    "tls.cert",
+                    format!(
+                        "identity {} is not a tunnel identity (spiffe://<td>/tunnel/<name>)",
+                        id.id
+                    ),
+                );
+                None
+            }
+            Ok(id) => Some(id),
+            Err(e) => {
+                errors.push("tls.cert / tls.key", e);
+                None
+            }
+        };
+        let trust = load_trust_bundle(&base.join(&raw.tls.trust_bundle))
+            .map_err(|e| errors.push("tls.trust_bundle", e))
+            .ok();
+        let host = split_host(&raw.edge.address);
+        if host.is_none() {
+            errors.push(
+                "edge.address",
+                format!("'{}' is not host:port", raw.edge.address),
+            );
+        }
+        let edge_server_name = raw
+            .edge
+            .server_name
+            .clone()
+            .or_else(|| host.map(str::to_string))
+            .unwrap_or_default();
+        let mut services = BTreeMap::new();
+        if raw.services.is_empty() {
+            errors.push(
+                "services",
+                "no service configured; add [services.<name>] with url = \"http://127.0.0.1:PORT\"",
+            );
+        }
+        for (name, svc) in raw.services {
+            let key = format!("services.{name}");
+            if let Err(e) = validate_label(&name) {
+                errors.push(&key, format!("service name {e}"));
+            }
+            if let Some(s) = service(&key, svc, base, &mut errors) {
+                services.insert(name, s);
+            }
+        }
+        let initial_backoff =
+            Duration::from_millis(raw.reconnect.initial_backoff_ms.unwrap_or(200));
+        let max_backoff = Duration::from_millis(raw.reconnect.max_backoff_ms.unwrap_or(30_000));
+        if initial_backoff.is_zero() || initial_backoff > max_backoff {
+            errors.push(
+                "reconnect",
+                "initial_backoff_ms must be > 0 and ≤ max_backoff_ms",
+            );
+        }
+        let limits = raw.limits.into_limits(&mut errors);
+        match (identity, trust) {
+            (Some(identity), Some(trust)) => errors.finish(Config {
+                identity,
+                trust,
+                edge_address: raw.edge.address,
+                edge_server_name,
+                services,
+                labels: raw.labels,
+                initial_backoff,
+                max_backoff,
+                limits,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn split_host(address: &str) -> Option<&str> {
+    let (host, port) = address.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then_some(host)
+}
+
+/// Service names are host labels at the edge: 1–63 of `a-z 0-9 -`.
+pub fn validate_label(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
+        return Err("may hold only a-z, 0-9 and - (not at either end)");
+    }
+    Ok(())
+}
+
+fn service(key: &str, raw: RawService, base: &Path, errors: &mut ConfigErrors) -> Option<Service> {
+    let url: Uri = match raw.url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            errors.push(&format!("{key}.url"), format!("'{}': {e}", raw.url));
+            return None;
+        }
+    };
+    let scheme = url.scheme_str().unwrap_or("");
+    if url.authority().is_none() || !matches!(scheme, "http" | "https") {
+        errors.push(
+            &format!("{key}.url"),
+            format!(
+                "'{}' must be http://host:port or https://host:port",
+                raw.url
+            ),
+        );
+        return None;
+    }
+    if url.path() != "/" && !url.path().is_empty() {
+        errors.push(
+            &format!("{key}.url"),
+            "paths are not supported; callers' paths are forwarded as they are",
+        );
+    }
+    let protocol = match raw.protocol.as_deref() {
+        None if scheme == "https" => Protocol::Tls,
+        None => Protocol::Http1,
+        Some("http1") => Protocol::Http1,
+        Some("h2c") => Protocol::H2c,
+        Some("tls") => Protocol::Tls,
+        Some(other) => {
+            errors.push(
+                &format!("{key}.protocol"),
+                format!("'{other}' is not one of http1, h2c, tls"),
+            );
+            return None;
+        }
+    };
+    if (protocol == Protocol::Tls) != (scheme == "https") {
+        errors.push(
+            &format!("{key}.protocol"),
+            "use https:// URLs with protocol tls, and http:// with http1 or h2c",
+        );
+    }
+    let ca = match (&raw.ca, protocol) {
+        (Some(path), _) => load_trust_bundle(&base.join(path))
+            .map_err(|e| errors.push(&format!("{key}.ca"), e))
+            .ok(),
+        (None, Protocol::Tls) => {
+            errors.push(
+                &format!("{key}.ca"),
+                "tls services need a CA bundle (ca = \"path/to/ca.pem\")",
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    Some(Service { url, protocol, ca })
+}

@@ -1,0 +1,245 @@
+//! Dialing the edge and staying connected: QUIC handshake with mutual TLS,
+//! HELLO/WELCOME registration, serving streams the edge opens, and redialing
+//! with exponential backoff and full jitter when the connection is lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use proxy::forward::FrameReader;
+use proxy::tls::quic_peer_id;
+use proxy::wire::codes::conn as conn_codes;
+use proxy::wire::{self, Frame, Hello, ServiceOffer, Welcome};
+use proxy::SpiffeId;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::Shared;
+
+/// Where the tunnel stands, for health checks and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelState {
+    /// Dialing or waiting to redial.
+    Connecting,
+    /// Registered with an edge.
+    Connected {
+        /// The edge's name from WELCOME.
+        edge_id: String,
+    },
+    /// Stopped for good.
+    Stopped,
+}
+
+/// Why one connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// DNS gave nothing usable.
+    #[error("cannot resolve edge address {0}: {1}")]
+    Resolve(String, String),
+    /// QUIC or TLS failed.
+    #[error("connecting to edge: {0}")]
+    Connect(String),
+    /// The edge refused registration and said why.
+    #[error("edge refused registration: {0}")]
+    Refused(String),
+    /// The control stream broke.
+    #[error("registration failed: {0}")]
+    Protocol(String),
+}
+
+/// Full-jitter exponential backoff: each delay is uniform in
+/// [0, min(max, initial × 2^attempt)], so many clients that lost the same
+/// edge do not redial in lockstep.
+pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let cap = initial
+        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+        .min(max);
+    let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::random_range(0..=millis))
+}
+
+async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
+    let mut addrs = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| DialError::Resolve(address.to_string(), e.to_string()))?;
+    addrs
+        .next()
+        .ok_or_else(|| DialError::Resolve(address.to_string(), "no addresses".into()))
+}
+
+/// Dials once and registers; returns the connection, the edge's identity
+/// and its WELCOME.
+pub async fn connect_once(
+    endpoint: &quinn::Endpoint,
+    client_cfg: &quinn::ClientConfig,
+    shared: &Shared,
+) -> Result<(quinn::Connection, SpiffeId, Welcome, FrameReader), DialError> {
+    let cfg = &shared.config;
+    let addr = resolve(&cfg.edge_address).await?;
+    let connecting = endpoint
+        .connect_with(client_cfg.clone(), addr, &cfg.edge_server_name)
+        .map_err(|e| DialError::Connect(e.to_string()))?;
+    let conn = tokio::time::timeout(cfg.limits.handshake_timeout, connecting)
+        .await
+        .map_err(|_| DialError::Connect("handshake timed out".into()))?
+        .map_err(|e| DialError::Connect(e.to_string()))?;
+    let edge = quic_peer_id(&conn)
+        .ok_or_else(|| DialError::Connect("edge has no verified identity".into()))?;
+    let register = async {
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| DialError::Protocol(e.to_string()))?;
+        let hello = Frame::Hello(Hello {
+            version: wire::VERSION,
+            services: cfg
+                .services
+                .keys()
+                .map(|name| ServiceOffer { name: name.clone() })
+                .collect(),
+            labels: cfg
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+        let mut buf = BytesMut::new();
+        wire::encode(&hello, &cfg.limits.wire, &mut buf)
+            .map_err(|e| DialError::Protocol(e.to_string()))?;
+        send.write_all(&buf)
+            .await
+            .map_err(|e| DialError::Protocol(e.to_string()))?;
+        // The client keeps its half of the control stream open: GOAWAY goes
+        // out on it when this client drains.
+        let mut reader = FrameReader::new(recv, cfg.limits.wire);
+        match reader.next().await {
+            Ok(Some(Frame::Welcome(w))) => Ok((w, reader, send)),
+            Ok(Some(Frame::Error(e))) => Err(DialError::Refused(e.message)),
+            Ok(Some(other)) => Err(DialError::Protocol(format!(
+                "expected WELCOME, got {}",
+                other.frame_type()
+            ))),
+            Ok(None) => Err(DialError::Protocol("edge closed the control stream".into())),
+            Err(e) => Err(match conn.close_reason() {
+                Some(reason) => DialError::Refused(reason.to_string()),
+                None => DialError::Protocol(e.to_string()),
+            }),
+        }
+    };
+    let (welcome, reader, send) = tokio::time::timeout(cfg.limits.handshake_timeout, register)
+        .await
+        .map_err(|_| DialError::Protocol("registration timed out".into()))??;
+    if welcome.version != wire::VERSION {
+        conn.close(conn_codes::PROTOCOL, b"unsupported version");
+        return Err(DialError::Protocol(format!(
+            "edge speaks version {}",
+            welcome.version
+        )));
+    }
+    // Kept for the connection's life; dropping it would finish our half.
+    shared.control_send.lock().await.replace(send);
+    Ok((conn, edge, welcome, reader))
+}
+
+/// Serves one registered connection until it closes or `cancel` fires.
+async fn serve_connection(
+    conn: &quinn::Connection,
+    edge: SpiffeId,
+    mut control: FrameReader,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+) {
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            bi = conn.accept_bi() => match bi {
+                Ok((send, recv)) => {
+                    let (shared, edge) = (shared.clone(), edge.clone());
+                    // Each stream ends on its own; the connection closing
+                    // resets it, so it cannot outlive the connection.
+                    tokio::spawn(crate::serve::handle_stream(send, recv, shared, edge).in_current_span());
+                }
+                Err(e) => {
+                    warn!(error = %e, "tunnel connection lost");
+                    return;
+                }
+            },
+            frame = control.next(), if control_open => match frame {
+                Ok(Some(Frame::GoAway(g))) => info!(reason = %g.reason, "edge is going away"),
+                Ok(Some(other)) => warn!(frame = %other.frame_type(), "ignoring unexpected control frame"),
+                Ok(None) => control_open = false,
+                Err(_) => control_open = false,
+            },
+            _ = cancel.cancelled() => {
+                conn.close(conn_codes::GOING_AWAY, b"client shutting down");
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps the tunnel up until cancelled: dial, serve, back off, redial.
+pub async fn run(
+    endpoint: quinn::Endpoint,
+    client_cfg: quinn::ClientConfig,
+    shared: Arc<Shared>,
+    state: watch::Sender<TunnelState>,
+    cancel: CancellationToken,
+) {
+    let cfg = &shared.config;
+    let mut attempt = 0u32;
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let _ = state.send(TunnelState::Connecting);
+        let dialed = tokio::select! {
+            r = connect_once(&endpoint, &client_cfg, &shared) => r,
+            _ = cancel.cancelled() => break,
+        };
+        match dialed {
+            Ok((conn, edge, welcome, control)) => {
+                attempt = 0;
+                info!(edge = %welcome.edge_id, identity = %edge, tunnel = %cfg.identity.id, "tunnel connected");
+                let _ = state.send(TunnelState::Connected {
+                    edge_id: welcome.edge_id.clone(),
+                });
+                let span = tracing::info_span!("edge_conn", edge = %welcome.edge_id);
+                serve_connection(&conn, edge, control, &shared, &cancel)
+                    .instrument(span)
+                    .await;
+                shared.control_send.lock().await.take();
+            }
+            Err(e) => {
+                warn!(error = %e, attempt, "could not connect to edge");
+            }
+        }
+        let _ = state.send(TunnelState::Connecting);
+        let delay = backoff_delay(attempt, cfg.initial_backoff, cfg.max_backoff);
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => break,
+        }
+    }
+    endpoint.close(conn_codes::GOING_AWAY, b"client shutting down");
+    let _ = state.send(TunnelState::Stopped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let init = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        for attempt in 0..64 {
+            let d = backoff_delay(attempt, init, max);
+            assert!(d <= max);
+            assert!(d <= init * 2u32.saturating_pow(attempt.min(20)));
+        }
+    }
+}

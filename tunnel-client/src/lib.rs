@@ -1,0 +1,131 @@
+//! The data-plane side of Tether.
+//!
+//! The client dials out to an edge over QUIC with mutual TLS ([`dial`]),
+//! registers the services it offers, and serves every stream the edge opens
+//! by forwarding it to the local service ([`serve`]) through pooled HTTP
+//! clients ([`upstream`]). It never listens for inbound connections from
+//! outside. [`build`] starts it and returns a [`Bound`].
+
+pub mod config;
+pub mod dial;
+pub mod serve;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proxy::identity::IdentityRule;
+use proxy::tls::client_config;
+use proxy::wire::ALPN;
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use dial::TunnelState;
+
+/// State the dialer and every stream handler share.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// Pooled clients per local service.
+    pub upstreams: HashMap<String, upstream::Upstream>,
+    /// Our half of the live control stream (for GOAWAY), if connected.
+    pub control_send: Mutex<Option<quinn::SendStream>>,
+}
+
+/// Why the client could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// TLS configuration could not be assembled.
+    #[error(transparent)]
+    Tls(#[from] proxy::tls::TlsError),
+    /// The local UDP socket could not be bound.
+    #[error("cannot bind a UDP socket: {0}")]
+    Bind(std::io::Error),
+}
+
+/// A running client.
+pub struct Bound {
+    state: watch::Receiver<TunnelState>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Bound {
+    /// Current tunnel state.
+    pub fn state(&self) -> TunnelState {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until the tunnel is registered with an edge.
+    pub async fn connected(&mut self) {
+        let _ = self
+            .state
+            .wait_for(|s| matches!(s, TunnelState::Connected { .. }))
+            .await;
+    }
+
+    /// A watch of the tunnel state.
+    pub fn watch(&self) -> watch::Receiver<TunnelState> {
+        self.state.clone()
+    }
+
+    /// A token that stops the client when cancelled.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Runs until stopped.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// Closes the tunnel and waits for the dialer to stop.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the client: builds TLS and upstream pools, then dials.
+pub fn build(config: Config) -> Result<Bound, BuildError> {
+    let td = config.identity.id.trust_domain().to_string();
+    let tls = client_config(
+        &config.identity,
+        config.trust.clone(),
+        IdentityRule {
+            trust_domain: td,
+            kind: Some("edge"),
+        },
+        &[ALPN],
+    )?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| proxy::tls::TlsError::Config(e.to_string()))?;
+    let mut client_cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    client_cfg.transport_config(config.limits.transport_config());
+    let bind: SocketAddr = if config.edge_address.starts_with('[') {
+        "[::]:0"
+            .parse()
+            .map_err(|_| BuildError::Bind(std::io::Error::other("bad bind")))?
+    } else {
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| BuildError::Bind(std::io::Error::other("bad bind")))?
+    };
+    let endpoint = quinn::Endpoint::client(bind).map_err(BuildError::Bind)?;
+    let upstreams = upstream::build(&config.services, &config.limits)?;
+    let shared = Arc::new(Shared {
+        config,
+        upstreams,
+        control_send: Mutex::new(None),
+    });
+    let (tx, rx) = watch::channel(TunnelState::Connecting);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(dial::run(endpoint, client_cfg, shared, tx, cancel.clone()));
+    Ok(Bound {
+        state: rx,
+        cancel,
+        task,
+    })
+}

@@ -1,0 +1,79 @@
+//! `tunnel-client`: the Tether tunnel client.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The Tether tunnel client: dials out to an edge over QUIC (mutual TLS) and
+/// serves the edge's calls to local services. Opens no inbound port.
+#[derive(Parser)]
+#[command(version, about, long_about = None, after_help = "Examples:\n  tunnel-client check --config client.toml\n  tunnel-client run --config client.toml\n\nLogging: RUST_LOG=info (default), debug or trace.\nSee docs/configuration.md for every key.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the client until SIGINT or SIGTERM.
+    Run {
+        /// Path to the client's TOML configuration.
+        #[arg(long, short, env = "TETHER_CLIENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validates a configuration (and its certificate files) and exits.
+    Check {
+        /// Path to the client's TOML configuration.
+        #[arg(long, short, env = "TETHER_CLIENT_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    proxy::telemetry::init("info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Check { config } => {
+            let cfg = tunnel_client::Config::load(&config)?;
+            println!(
+                "{}: OK (tunnel '{}', identity {}, edge {}, services: {})",
+                config.display(),
+                cfg.tunnel_name(),
+                cfg.identity.id,
+                cfg.edge_address,
+                cfg.services.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+        Command::Run { config } => {
+            let cfg = tunnel_client::Config::load(&config)?;
+            let bound = tunnel_client::build(cfg)?;
+            let cancel = bound.cancel_token();
+            tokio::spawn(async move {
+                proxy::telemetry::shutdown_signal().await;
+                tracing::info!("shutting down");
+                cancel.cancel();
+            });
+            bound.wait().await;
+            Ok(())
+        }
+    }
+}

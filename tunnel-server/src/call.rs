@@ -1,0 +1,226 @@
+//! Forwards one caller request over a tunnel: route, decide, open a QUIC
+//! stream, send OPEN and the body, and turn the answer back into an HTTP
+//! response whose body streams from the tunnel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use proxy::forward::head::{
+    content_length, is_grpc, open_for_request, request_authority, request_id, response_for_frame,
+};
+use proxy::forward::{
+    pump_body, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody, SendGuard,
+    StreamError, TunnelBody,
+};
+use proxy::wire::Frame;
+use proxy::SpiffeId;
+use tracing::{debug, Instrument};
+
+use crate::registry::Lookup;
+use crate::route::route_for_host;
+use crate::Shared;
+
+/// Proof that a call was decided on and allowed. Forwarding takes one, so a
+/// path that skips the decision does not compile. Policy evaluation (caller ×
+/// tunnel × service × method) plugs in at [`decide`].
+#[derive(Debug)]
+pub struct Permit {
+    _private: (),
+}
+
+/// The single place every ingress call is decided on before a byte is
+/// forwarded. Until the policy engine lands, every authenticated caller is
+/// allowed; the identity check already happened in the TLS handshake.
+pub fn decide(_caller: &SpiffeId, _tunnel: &SpiffeId, _service: &str) -> Result<Permit, CallError> {
+    Ok(Permit { _private: () })
+}
+
+/// Handles one request; refusals become HTTP/gRPC error responses. An `Err`
+/// makes hyper reset the caller's HTTP/2 stream with the reason inside, which
+/// is how a service's reset before its response head reaches the caller.
+pub async fn handle<B>(
+    req: Request<B>,
+    caller: SpiffeId,
+    shared: Arc<Shared>,
+) -> Result<Response<HttpBody>, BoxError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let grpc = is_grpc(req.headers());
+    let h2_caller = req.version() == http::Version::HTTP_2;
+    match forward(req, &caller, &shared).await {
+        Ok(resp) => Ok(resp),
+        Err(Failure::Refused(e)) => {
+            debug!(error = %e, code = e.code(), "call refused");
+            Ok(e.to_response(grpc))
+        }
+        Err(Failure::Reset(e)) if h2_caller => Err(Box::new(e)),
+        Err(Failure::Reset(e)) => Ok(CallError::TunnelFailure {
+            reason: e.to_string(),
+        }
+        .to_response(grpc)),
+    }
+}
+
+enum Failure {
+    Refused(CallError),
+    Reset(StreamError),
+}
+
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        Failure::Refused(e)
+    }
+}
+
+/// Parses a gRPC `grpc-timeout` header (`<digits><unit>`).
+pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+async fn forward<B>(
+    req: Request<B>,
+    caller: &SpiffeId,
+    shared: &Shared,
+) -> Result<Response<HttpBody>, Failure>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let limits = shared.config.limits;
+    let (parts, body) = req.into_parts();
+    let authority = request_authority(&parts).ok_or_else(|| CallError::BadRequest {
+        reason: "request has no host".into(),
+    })?;
+    let route = route_for_host(&authority, &shared.config.domain)?;
+    let tunnel = match shared.registry.lookup(&route.tunnel) {
+        Lookup::Live(t) => t,
+        Lookup::Offline => {
+            return Err(CallError::TunnelOffline {
+                tunnel: route.tunnel,
+            }
+            .into())
+        }
+        Lookup::Unknown => {
+            return Err(CallError::UnknownTunnel {
+                tunnel: route.tunnel,
+            }
+            .into())
+        }
+    };
+    if !tunnel.services.contains(&route.service) {
+        return Err(CallError::UnknownService {
+            tunnel: route.tunnel,
+            service: route.service,
+        }
+        .into());
+    }
+    let _permit: Permit = decide(caller, &tunnel.identity, &route.service)?;
+    let rid = request_id(&parts.headers);
+    let span = tracing::debug_span!("call", request_id = %rid, tunnel = %route.tunnel, service = %route.service);
+    let deadline = grpc_timeout(&parts.headers);
+
+    let (send, recv) =
+        match tokio::time::timeout(limits.handshake_timeout, tunnel.conn.open_bi()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(CallError::TunnelFailure {
+                    reason: e.to_string(),
+                }
+                .into())
+            }
+            Err(_) => {
+                return Err(CallError::Overloaded {
+                    reason: format!("tunnel '{}' has no free stream", route.tunnel),
+                }
+                .into())
+            }
+        };
+    let mut send = SendGuard::new(send);
+    let body_empty = body.is_end_stream();
+    let open = open_for_request(&parts, &route.service, caller.as_str(), &rid, body_empty);
+    if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
+        return Err(CallError::TunnelFailure {
+            reason: e.to_string(),
+        }
+        .into());
+    }
+    let pump = if body_empty {
+        let _ = send.finish();
+        None
+    } else {
+        let wire = limits.wire;
+        let task = tokio::spawn(
+            async move {
+                let outcome = pump_body(body, &mut send, &wire).await;
+                debug!(?outcome, "request body done");
+            }
+            .instrument(span.clone()),
+        );
+        Some(AbortOnDrop(task))
+    };
+
+    let mut reader = FrameReader::new(recv, limits.wire);
+    let head_timeout = deadline.unwrap_or(limits.response_timeout);
+    let head = match tokio::time::timeout(head_timeout, reader.next()).await {
+        Ok(head) => head,
+        Err(_) => {
+            reader.stop(proxy::wire::codes::stream::TIMEOUT);
+            return Err(CallError::UpstreamTimeout {
+                reason: format!(
+                    "no response from '{}' within {head_timeout:?}",
+                    route.service
+                ),
+            }
+            .into());
+        }
+    };
+    match head {
+        Ok(Some(Frame::Response(resp))) => {
+            let mut body = TunnelBody::new(reader, content_length(&resp.headers));
+            if let Some(pump) = pump {
+                body = body.tie(pump);
+            }
+            let body = body.map_err(BoxError::from).boxed_unsync();
+            Ok(response_for_frame(*resp, body))
+        }
+        Ok(Some(Frame::Refuse(r))) => {
+            Err(CallError::from_refuse(r, &route.tunnel, &route.service).into())
+        }
+        Ok(Some(other)) => Err(CallError::TunnelFailure {
+            reason: format!(
+                "tunnel client sent {} before a response",
+                other.frame_type()
+            ),
+        }
+        .into()),
+        Ok(None) => Err(CallError::TunnelFailure {
+            reason: "tunnel stream closed before a response".into(),
+        }
+        .into()),
+        Err(e @ StreamError::Reset { .. }) => Err(Failure::Reset(e)),
+        Err(e) => Err(CallError::TunnelFailure {
+            reason: e.to_string(),
+        }
+        .into()),
+    }
+}

@@ -1,0 +1,205 @@
+//! The edge's configuration: TOML → [`RawConfig`] → validated [`Config`].
+//! Every problem in a file is reported at once, each naming its key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proxy::config::{load_toml, socket_addr, ConfigErrors, RawLimits};
+use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
+use proxy::{Limits, SpiffeId};
+use rustls::RootCertStore;
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[edge]`
+    #[serde(default)]
+    pub edge: RawEdge,
+    /// `[tls]`
+    pub tls: RawTls,
+    /// `[tunnels]`
+    pub tunnels: RawTunnels,
+    /// `[ingress]`
+    pub ingress: RawIngress,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[edge]`: who this edge is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdge {
+    /// Edge name in logs and WELCOME; default: from the certificate.
+    pub id: Option<String>,
+}
+
+/// `[tls]`: this edge's identity and whom it trusts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain (leaf first) with a `spiffe://<td>/edge/<name>` URI SAN.
+    pub cert: PathBuf,
+    /// PEM private key for `cert`.
+    pub key: PathBuf,
+    /// PEM CA certificates that tunnel clients and callers chain to.
+    pub trust_bundle: PathBuf,
+}
+
+/// `[tunnels]`: the QUIC listener tunnel clients dial.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTunnels {
+    /// UDP address, e.g. `0.0.0.0:4433`.
+    pub listen: String,
+    /// Tunnel names expected here; calls to them while disconnected get
+    /// "tunnel offline" rather than "unknown tunnel" even before they first
+    /// connect.
+    #[serde(default)]
+    pub known: Vec<String>,
+}
+
+/// `[ingress]`: where control-plane callers send requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngress {
+    /// Hosts are `<service>.<tunnel>.<domain>`.
+    pub domain: String,
+    /// TCP address of the mTLS listener (HTTP/1.1 and HTTP/2); omit to disable.
+    pub listen: Option<String>,
+    /// Development listener without TLS; loopback only.
+    pub plaintext: Option<RawPlaintext>,
+}
+
+/// `[ingress.plaintext]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlaintext {
+    /// Loopback TCP address.
+    pub listen: String,
+    /// The identity every call on this listener is attributed to.
+    pub caller_identity: String,
+}
+
+/// Validated edge configuration. Tests build this directly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Edge name.
+    pub edge_id: String,
+    /// This edge's certificate, key and identity.
+    pub identity: TlsIdentity,
+    /// CAs trusted for tunnel clients and callers.
+    pub trust: Arc<RootCertStore>,
+    /// QUIC listener.
+    pub tunnel_listen: SocketAddr,
+    /// Tunnel names expected even before they connect.
+    pub known_tunnels: Vec<String>,
+    /// Routing domain.
+    pub domain: String,
+    /// mTLS ingress listener.
+    pub ingress_listen: Option<SocketAddr>,
+    /// Plaintext development listener and the identity it asserts.
+    pub plaintext: Option<(SocketAddr, SpiffeId)>,
+    /// Every bound.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Loads and validates a file, reporting every problem at once.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = load_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_raw(raw, base)
+    }
+
+    /// Validates a parsed file; relative paths resolve against `base`.
+    pub fn from_raw(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let identity = match load_identity(&base.join(&raw.tls.cert), &base.join(&raw.tls.key)) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                errors.push("tls.cert / tls.key", e);
+                None
+            }
+        };
+        let trust = match load_trust_bundle(&base.join(&raw.tls.trust_bundle)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push("tls.trust_bundle", e);
+                None
+            }
+        };
+        let tunnel_listen = socket_addr("tunnels.listen", &raw.tunnels.listen, &mut errors);
+        for name in &raw.tunnels.known {
+            if let Err(e) = crate::route::validate_label(name) {
+                errors.push("tunnels.known", format!("'{name}': {e}"));
+            }
+        }
+        let domain = raw
+            .ingress
+            .domain
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        if domain.is_empty()
+            || domain
+                .split('.')
+                .any(|l| crate::route::validate_label(l).is_err())
+        {
+            errors.push(
+                "ingress.domain",
+                format!("'{}' is not a DNS name", raw.ingress.domain),
+            );
+        }
+        let ingress_listen = raw
+            .ingress
+            .listen
+            .as_deref()
+            .and_then(|l| socket_addr("ingress.listen", l, &mut errors));
+        let plaintext = raw.ingress.plaintext.and_then(|p| {
+            let addr = socket_addr("ingress.plaintext.listen", &p.listen, &mut errors)?;
+            if !addr.ip().is_loopback() {
+                errors.push(
+                    "ingress.plaintext.listen",
+                    "the plaintext listener carries no authentication and may bind only to loopback (127.0.0.1 or ::1)",
+                );
+            }
+            match SpiffeId::parse(&p.caller_identity) {
+                Ok(id) => Some((addr, id)),
+                Err(e) => {
+                    errors.push("ingress.plaintext.caller_identity", e);
+                    None
+                }
+            }
+        });
+        if ingress_listen.is_none() && plaintext.is_none() {
+            errors.push(
+                "ingress",
+                "set listen (mTLS) or [ingress.plaintext], or callers cannot reach any tunnel",
+            );
+        }
+        let limits = raw.limits.into_limits(&mut errors);
+        let edge_id = raw.edge.id.clone().unwrap_or_else(|| {
+            identity
+                .as_ref()
+                .and_then(|i| i.id.name_of_kind("edge").map(str::to_string))
+                .unwrap_or_else(|| "edge".to_string())
+        });
+        match (identity, trust, tunnel_listen) {
+            (Some(identity), Some(trust), Some(tunnel_listen)) => errors.finish(Config {
+                edge_id,
+                identity,
+                trust,
+                tunnel_listen,
+                known_tunnels: raw.tunnels.known,
+                domain,
+                ingress_listen,
+                plaintext,
+                limits,
+            }),
+            _ => Err(errors),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The control-plane edge of Tether.
+//!
+//! It owns a QUIC listener that tunnel clients dial out to ([`tunnels`]),
+//! the registry of live tunnels by certificate name ([`registry`]), and the
+//! ingress listeners callers use ([`ingress`]), whose requests are routed
+//! by host ([`route`]) and forwarded one QUIC stream per call ([`call`]).
+//! [`build`] binds everything and returns a [`Bound`] with the real
+//! addresses, so tests run the whole edge in process on port 0.
+
+pub mod call;
+pub mod config;
+pub mod ingress;
+pub mod registry;
+pub mod route;
+pub mod tunnels;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proxy::identity::IdentityRule;
+use proxy::tls::server_config;
+use proxy::wire::ALPN;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use config::Config;
+pub use registry::Registry;
+
+/// State every connection handler shares.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// Live tunnels.
+    pub registry: Arc<Registry>,
+}
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// TLS configuration could not be assembled.
+    #[error(transparent)]
+    Tls(#[from] proxy::tls::TlsError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running edge: its bound addresses and the handle to stop it.
+pub struct Bound {
+    /// Where tunnel clients dial (UDP).
+    pub tunnel_addr: SocketAddr,
+    /// The mTLS ingress listener, if configured.
+    pub ingress_addr: Option<SocketAddr>,
+    /// The plaintext development listener, if configured.
+    pub plaintext_addr: Option<SocketAddr>,
+    /// Live tunnels, for status and tests.
+    pub registry: Arc<Registry>,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Bound {
+    /// Runs until a listener task ends or [`Bound::shutdown`] is called
+    /// from elsewhere via the token.
+    pub async fn wait(mut self) {
+        let _ = self.tasks.join_next().await;
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Stops accepting, closes every tunnel with GOING_AWAY and waits for
+    /// the listeners to finish.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// A token that stops this edge when cancelled (signal handlers).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+fn bind_err(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> BuildError {
+    move |source| BuildError::Bind { addr, source }
+}
+
+/// Binds every listener of `config` and starts serving. Nothing is bound if
+/// any part of the configuration is unusable.
+pub async fn build(config: Config) -> Result<Bound, BuildError> {
+    let td = config.identity.id.trust_domain().to_string();
+    let quic_tls = server_config(
+        &config.identity,
+        config.trust.clone(),
+        IdentityRule {
+            trust_domain: td.clone(),
+            kind: Some("tunnel"),
+        },
+        &[ALPN],
+    )?;
+    let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls)
+        .map_err(|e| proxy::tls::TlsError::Config(e.to_string()))?;
+    let mut quic_cfg = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
+    quic_cfg.transport_config(config.limits.transport_config());
+    let ingress_tls = match config.ingress_listen {
+        Some(_) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
+            &config.identity,
+            config.trust.clone(),
+            IdentityRule {
+                trust_domain: td,
+                kind: None,
+            },
+            &[b"h2", b"http/1.1"],
+        )?))),
+        None => None,
+    };
+
+    let endpoint = quinn::Endpoint::server(quic_cfg, config.tunnel_listen)
+        .map_err(bind_err(config.tunnel_listen))?;
+    let tunnel_addr = endpoint
+        .local_addr()
+        .map_err(bind_err(config.tunnel_listen))?;
+    let ingress = match config.ingress_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_err(addr))?),
+        None => None,
+    };
+    let plaintext = match &config.plaintext {
+        Some((addr, id)) => Some((
+            TcpListener::bind(addr).await.map_err(bind_err(*addr))?,
+            id.clone(),
+        )),
+        None => None,
+    };
+    let ingress_addr = ingress.as_ref().and_then(|l| l.local_addr().ok());
+    let plaintext_addr = plaintext.as_ref().and_then(|(l, _)| l.local_addr().ok());
+
+    let registry = Arc::new(Registry::new(config.known_tunnels.clone()));
+    info!(edge = %config.edge_id, identity = %config.identity.id, %tunnel_addr, ?ingress_addr, ?plaintext_addr, "edge listening");
+    let shared = Arc::new(Shared {
+        config,
+        registry: registry.clone(),
+    });
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(tunnels::accept_loop(
+        endpoint,
+        shared.clone(),
+        cancel.clone(),
+    ));
+    if let (Some(listener), Some(acceptor)) = (ingress, ingress_tls) {
+        tasks.spawn(ingress::serve_tls(
+            listener,
+            acceptor,
+            shared.clone(),
+            cancel.clone(),
+        ));
+    }
+    if let Some((listener, caller)) = plaintext {
+        tasks.spawn(ingress::serve_plaintext(
+            listener,
+            caller,
+            shared.clone(),
+            cancel.clone(),
+        ));
+    }
+    Ok(Bound {
+        tunnel_addr,
+        ingress_addr,
+        plaintext_addr,
+        registry,
+        cancel,
+        tasks,
+    })
+}

@@ -1,0 +1,79 @@
+//! `tunnel-server`: the Tether edge gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The Tether edge: accepts outbound QUIC tunnels from data planes and
+/// routes control-plane HTTP/gRPC calls through them.
+#[derive(Parser)]
+#[command(version, about, long_about = None, after_help = "Examples:\n  tunnel-server check --config edge.toml\n  tunnel-server run --config edge.toml\n\nLogging: RUST_LOG=info (default), debug or trace.\nSee docs/configuration.md for every key.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the edge until SIGINT or SIGTERM.
+    Run {
+        /// Path to the edge's TOML configuration.
+        #[arg(long, short, env = "TETHER_EDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validates a configuration (and its certificate files) and exits.
+    Check {
+        /// Path to the edge's TOML configuration.
+        #[arg(long, short, env = "TETHER_EDGE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    proxy::telemetry::init("info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Check { config } => {
+            let cfg = tunnel_server::Config::load(&config)?;
+            println!(
+                "{}: OK (edge '{}', identity {}, tunnels on {}, domain {})",
+                config.display(),
+                cfg.edge_id,
+                cfg.identity.id,
+                cfg.tunnel_listen,
+                cfg.domain
+            );
+            Ok(())
+        }
+        Command::Run { config } => {
+            let cfg = tunnel_server::Config::load(&config)?;
+            let bound = tunnel_server::build(cfg).await?;
+            let cancel = bound.cancel_token();
+            tokio::spawn(async move {
+                proxy::telemetry::shutdown_signal().await;
+                tracing::info!("shutting down");
+                cancel.cancel();
+            });
+            bound.wait().await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The QUIC listener tunnel clients dial: handshake (identity verified by
+//! TLS), registration on the control stream, and the connection's life in
+//! the registry. Every handshake runs in its own task, never in the accept
+//! loop, so one slow peer cannot stall the rest.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use proxy::forward::{FrameReader, StreamError};
+use proxy::tls::quic_peer_id;
+use proxy::wire::codes::conn as conn_codes;
+use proxy::wire::{self, ControlError, Frame, PeerLimits, RefuseCode, Welcome};
+use proxy::SpiffeId;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::route::validate_label;
+use crate::Shared;
+
+/// Accepts connections until `cancel` fires, then closes the endpoint.
+pub async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            _ = cancel.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let remote = incoming.remote_address();
+        let span = tracing::info_span!("tunnel_conn", %remote);
+        // Owned by the cancel token: the task ends when the edge stops.
+        tokio::spawn(handle_connection(incoming, shared.clone(), cancel.clone()).instrument(span));
+    }
+    endpoint.close(conn_codes::GOING_AWAY, b"edge shutting down");
+}
+
+async fn handle_connection(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    let limits = shared.config.limits;
+    let conn = match tokio::time::timeout(limits.handshake_timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            warn!(error = %e, "tunnel handshake refused");
+            return;
+        }
+        Err(_) => {
+            warn!("tunnel handshake timed out");
+            return;
+        }
+    };
+    // The verifier only lets /tunnel/<name> identities through.
+    let Some(identity) = quic_peer_id(&conn) else {
+        warn!("tunnel connection without a verified identity; closing");
+        conn.close(conn_codes::REFUSED, b"no verified identity");
+        return;
+    };
+    let Some(name) = identity.name_of_kind("tunnel").map(str::to_string) else {
+        conn.close(conn_codes::REFUSED, b"not a tunnel identity");
+        return;
+    };
+    tracing::Span::current().record("tunnel", name.as_str());
+    let registration = tokio::time::timeout(
+        limits.handshake_timeout,
+        register(&conn, &shared, &name, &identity),
+    )
+    .await;
+    let (reg_id, control) = match registration {
+        Ok(Ok(r)) => r,
+        Ok(Err(reason)) => {
+            warn!(tunnel = %name, %reason, "tunnel registration refused");
+            conn.close(conn_codes::REFUSED, reason.as_bytes());
+            return;
+        }
+        Err(_) => {
+            warn!(tunnel = %name, "tunnel registration timed out");
+            conn.close(conn_codes::REFUSED, b"registration timed out");
+            return;
+        }
+    };
+    info!(tunnel = %name, identity = %identity, "tunnel registered");
+    serve_registered(&conn, control, &shared, &cancel).await;
+    shared.registry.deregister(&name, reg_id);
+    info!(tunnel = %name, reason = ?conn.close_reason(), "tunnel disconnected");
+}
+
+/// Reads HELLO, validates it, answers WELCOME (or ERROR) and registers.
+async fn register(
+    conn: &quinn::Connection,
+    shared: &Shared,
+    name: &str,
+    identity: &SpiffeId,
+) -> Result<(u64, FrameReader), String> {
+    let limits = shared.config.limits;
+    let (mut send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+    let mut reader = FrameReader::new(recv, limits.wire);
+    let hello = match reader.next().await {
+        Ok(Some(Frame::Hello(h))) => h,
+        Ok(Some(other)) => return Err(format!("expected HELLO, got {}", other.frame_type())),
+        Ok(None) => return Err("control stream closed before HELLO".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    if hello.version != wire::VERSION {
+        return refuse(
+            &mut send,
+            &limits.wire,
+            RefuseCode::Unsupported,
+            format!(
+                "protocol version {} is not supported; this edge speaks {}",
+                hello.version,
+                wire::VERSION
+            ),
+        )
+        .await;
+    }
+    let mut services = HashSet::new();
+    for offer in &hello.services {
+        if let Err(e) = validate_label(&offer.name) {
+            return refuse(
+                &mut send,
+                &limits.wire,
+                RefuseCode::BadRequest,
+                format!("service name '{}' {e}", offer.name),
+            )
+            .await;
+        }
+        services.insert(offer.name.clone());
+    }
+    let welcome = Frame::Welcome(Welcome {
+        version: wire::VERSION,
+        edge_id: shared.config.edge_id.clone(),
+        limits: PeerLimits {
+            max_header_bytes: u32::try_from(limits.wire.max_header_bytes).unwrap_or(u32::MAX),
+            max_data_frame: u32::try_from(limits.wire.max_data_frame).unwrap_or(u32::MAX),
+            max_streams: limits.max_streams,
+        },
+    });
+    let mut buf = BytesMut::new();
+    wire::encode(&welcome, &limits.wire, &mut buf).map_err(|e| e.to_string())?;
+    send.write_all(&buf).await.map_err(|e| e.to_string())?;
+    // The control stream stays open for GOAWAY; keep the send half alive by
+    // leaking it into the registration's lifetime via the reader's task.
+    let id = shared
+        .registry
+        .register(name, conn.clone(), identity.clone(), services);
+    debug!(services = ?hello.services.len(), labels = ?hello.labels, "hello accepted");
+    // Dropping `send` finishes our half of the control stream; the client
+    // treats our FIN as "no more control frames", not as a disconnect.
+    drop(send);
+    Ok((id, reader))
+}
+
+/// Tells the client why registration failed before the connection closes.
+async fn refuse(
+    send: &mut quinn::SendStream,
+    limits: &wire::WireLimits,
+    code: RefuseCode,
+    message: String,
+) -> Result<(u64, FrameReader), String> {
+    let frame = Frame::Error(ControlError {
+        code,
+        message: message.clone(),
+    });
+    let mut buf = BytesMut::new();
+    if wire::encode(&frame, limits, &mut buf).is_ok() {
+        let _ = send.write_all(&buf).await;
+        let _ = send.finish();
+        // Let the ERROR reach the client before the connection closes; the
+        // close reason repeats it in case this wait times out.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
+    }
+    Err(message)
+}
+
+/// Keeps a registered connection until it closes or the edge stops.
+/// Streams the client opens are egress, which this edge does not serve yet:
+/// they are reset so the client learns at once instead of hanging.
+async fn serve_registered(
+    conn: &quinn::Connection,
+    mut control: FrameReader,
+    _shared: &Shared,
+    cancel: &CancellationToken,
+) {
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            frame = control.next(), if control_open => match frame {
+                Ok(Some(Frame::GoAway(g))) => info!(reason = %g.reason, "tunnel client is going away"),
+                Ok(Some(other)) => {
+                    warn!(frame = %other.frame_type(), "unexpected control frame; closing tunnel");
+                    conn.close(conn_codes::PROTOCOL, b"unexpected control frame");
+                    return;
+                }
+                Ok(None) => control_open = false,
+                Err(StreamError::ConnectionLost(_)) => return,
+                Err(e) => {
+                    warn!(error = %e, "control stream failed; closing tunnel");
+                    conn.close(conn_codes::PROTOCOL, b"control stream error");
+                    return;
+                }
+            },
+            bi = conn.accept_bi() => match bi {
+                Ok((mut send, mut recv)) => {
+                    let _ = recv.stop(proxy::wire::codes::stream::NO_ERROR);
+                    let _ = send.reset(proxy::wire::codes::stream::INTERNAL);
+                }
+                Err(_) => return,
+            },
+            _ = cancel.cancelled() => {
+                conn.close(conn_codes::GOING_AWAY, b"edge shutting down");
+                return;
+            }
+        }
+    }
+}
