@@ -71,7 +71,9 @@ async fn handle_connection(
         register(&conn, &shared, &name, &identity),
     )
     .await;
-    let (reg_id, control) = match registration {
+    // The edge's half of the control stream stays open for the life of the
+    // connection: GOAWAY goes out on it when the edge drains.
+    let (reg_id, control, _control_send) = match registration {
         Ok(Ok(r)) => r,
         Ok(Err(reason)) => {
             warn!(tunnel = %name, %reason, "tunnel registration refused");
@@ -96,7 +98,7 @@ async fn register(
     shared: &Shared,
     name: &str,
     identity: &SpiffeId,
-) -> Result<(u64, FrameReader), String> {
+) -> Result<(u64, FrameReader, quinn::SendStream), String> {
     let limits = shared.config.limits;
     let (mut send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
     let mut reader = FrameReader::new(recv, limits.wire);
@@ -144,16 +146,11 @@ async fn register(
     let mut buf = BytesMut::new();
     wire::encode(&welcome, &limits.wire, &mut buf).map_err(|e| e.to_string())?;
     send.write_all(&buf).await.map_err(|e| e.to_string())?;
-    // The control stream stays open for GOAWAY; keep the send half alive by
-    // leaking it into the registration's lifetime via the reader's task.
     let id = shared
         .registry
         .register(name, conn.clone(), identity.clone(), services);
     debug!(services = ?hello.services.len(), labels = ?hello.labels, "hello accepted");
-    // Dropping `send` finishes our half of the control stream; the client
-    // treats our FIN as "no more control frames", not as a disconnect.
-    drop(send);
-    Ok((id, reader))
+    Ok((id, reader, send))
 }
 
 /// Tells the client why registration failed before the connection closes.
@@ -162,7 +159,7 @@ async fn refuse(
     limits: &wire::WireLimits,
     code: RefuseCode,
     message: String,
-) -> Result<(u64, FrameReader), String> {
+) -> Result<(u64, FrameReader, quinn::SendStream), String> {
     let frame = Frame::Error(ControlError {
         code,
         message: message.clone(),

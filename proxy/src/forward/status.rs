@@ -169,10 +169,17 @@ impl CallError {
             Self::BadRequest { .. } => RefuseCode::BadRequest,
             _ => RefuseCode::Internal,
         };
-        Refuse {
-            code,
-            message: self.to_string(),
-        }
+        let message = match self {
+            Self::UpstreamUnavailable { reason }
+            | Self::UpstreamTimeout { reason }
+            | Self::Denied { reason }
+            | Self::BadRequest { reason }
+            | Self::Overloaded { reason }
+            | Self::TunnelFailure { reason }
+            | Self::Internal { reason } => reason.clone(),
+            other => other.to_string(),
+        };
+        Refuse { code, message }
     }
 
     /// The error a REFUSE from the far end stands for. `tunnel` and
