@@ -11,6 +11,7 @@ pub mod config;
 pub mod forward;
 pub mod identity;
 pub mod limits;
+pub mod policy;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use certs::{Ca, IdentityKind, IssuedCert, LeafSpec};
+use proxy::policy::{parse_policy, Policy, PolicyHandle, Scope};
 use proxy::tls::{identity_from_pem, roots_from_pem};
 use proxy::{Limits, SpiffeId};
 use tunnel_client::config::{Protocol, Service};
@@ -70,6 +71,23 @@ pub struct Options {
     pub start_client: bool,
     /// Tunnel names the edge expects.
     pub known_tunnels: Vec<String>,
+    /// The edge policy (default: [`allow_all`]).
+    pub edge_policy: Policy,
+    /// The client policy (default: [`allow_all`]).
+    pub client_policy: Policy,
+}
+
+/// A policy allowing every identity of [`TRUST_DOMAIN`] everything: for
+/// tests that are not about authorisation.
+pub fn allow_all(scope: Scope) -> Policy {
+    let text = format!(
+        "[[rule]]\nid = \"allow-all\"\neffect = \"allow\"\ncallers = [\"spiffe://{TRUST_DOMAIN}/*\"]\n"
+    );
+    match parse_policy(&text, scope) {
+        Ok(p) => p,
+        // The text above is fixed and valid; deny-all keeps a bug here safe.
+        Err(_) => Policy::deny_all(scope),
+    }
 }
 
 impl Default for Options {
@@ -79,6 +97,8 @@ impl Default for Options {
             extra_services: BTreeMap::new(),
             start_client: true,
             known_tunnels: Vec::new(),
+            edge_policy: allow_all(Scope::Edge),
+            client_policy: allow_all(Scope::Client),
         }
     }
 }
@@ -127,6 +147,7 @@ impl Topology {
             domain: DOMAIN.into(),
             ingress_listen: Some("127.0.0.1:0".parse()?),
             plaintext: Some(("127.0.0.1:0".parse()?, SpiffeId::parse(DEV_CALLER)?)),
+            policy: PolicyHandle::new(opts.edge_policy.clone(), None),
             limits: opts.limits,
         };
         let edge = tunnel_server::build(edge_cfg).await?;
@@ -187,6 +208,7 @@ impl Topology {
             labels: BTreeMap::new(),
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
+            policy: PolicyHandle::new(opts.client_policy.clone(), None),
             limits: opts.limits,
         })
     }

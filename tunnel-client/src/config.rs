@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::Uri;
 use proxy::config::{load_toml, ConfigErrors, RawLimits};
+use proxy::policy::{load_policy, Policy, PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::Limits;
 use rustls::RootCertStore;
@@ -29,9 +30,20 @@ pub struct RawConfig {
     /// `[reconnect]`
     #[serde(default)]
     pub reconnect: RawReconnect,
+    /// `[policy]`
+    #[serde(default)]
+    pub policy: RawPolicy,
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
+}
+
+/// `[policy]`: the data-plane owner's veto over what callers may reach.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Policy file (docs/policy.md). Without one every incoming call is denied.
+    pub file: Option<PathBuf>,
 }
 
 /// `[tls]`: the tunnel's identity and whom it trusts.
@@ -121,6 +133,8 @@ pub struct Config {
     pub initial_backoff: Duration,
     /// Largest redial delay.
     pub max_backoff: Duration,
+    /// The live authorisation policy.
+    pub policy: Arc<PolicyHandle>,
     /// Every bound.
     pub limits: Limits,
 }
@@ -200,6 +214,21 @@ impl Config {
             );
         }
         let limits = raw.limits.into_limits(&mut errors);
+        let policy = match &raw.policy.file {
+            Some(file) => {
+                let path = base.join(file);
+                match load_policy(&path, Scope::Client) {
+                    Ok(p) => PolicyHandle::new(p, Some(path)),
+                    Err(e) => {
+                        for msg in e.0 {
+                            errors.push("policy.file", msg);
+                        }
+                        PolicyHandle::new(Policy::deny_all(Scope::Client), None)
+                    }
+                }
+            }
+            None => PolicyHandle::new(Policy::deny_all(Scope::Client), None),
+        };
         match (identity, trust) {
             (Some(identity), Some(trust)) => errors.finish(Config {
                 identity,
@@ -210,6 +239,7 @@ impl Config {
                 labels: raw.labels,
                 initial_backoff,
                 max_backoff,
+                policy,
                 limits,
             }),
             _ => Err(errors),

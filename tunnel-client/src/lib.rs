@@ -122,6 +122,14 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
     });
     let (tx, rx) = watch::channel(TunnelState::Connecting);
     let cancel = CancellationToken::new();
+    if shared.config.policy.source().is_some() {
+        // Ends when the client's cancel token fires.
+        tokio::spawn(proxy::policy::reload::watch(
+            shared.config.policy.clone(),
+            proxy::policy::reload::POLL_INTERVAL,
+            cancel.clone(),
+        ));
+    }
     let task = tokio::spawn(dial::run(endpoint, client_cfg, shared, tx, cancel.clone()));
     Ok(Bound {
         state: rx,

@@ -28,6 +28,38 @@ enum Command {
         #[arg(long, short, env = "TETHER_CLIENT_CONFIG")]
         config: PathBuf,
     },
+    /// Checks or explains a client policy file (see docs/policy.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validates a policy file: every problem with its line and key.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Says which rule decides a call and why each rule matches or not.
+    Explain {
+        /// The policy file.
+        file: PathBuf,
+        /// Caller SPIFFE ID as the edge asserts it.
+        #[arg(long)]
+        caller: String,
+        /// Local service name.
+        #[arg(long)]
+        service: String,
+        /// HTTP method (gRPC calls are POST).
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// Request path, e.g. /pkg.Service/Method or /api/items.
+        #[arg(long)]
+        path: String,
+        /// Treat the call as gRPC.
+        #[arg(long)]
+        grpc: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +93,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.edge_address,
                 cfg.services.keys().cloned().collect::<Vec<_>>().join(", ")
             );
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let p = proxy::policy::load_policy(&file, proxy::policy::Scope::Client)?;
+            println!(
+                "{}: OK ({} rules{})",
+                file.display(),
+                p.rules.len(),
+                if p.dry_run { ", dry run" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Explain {
+            file,
+            caller,
+            service,
+            method,
+            path,
+            grpc,
+        }) => {
+            let p = proxy::policy::load_policy(&file, proxy::policy::Scope::Client)?;
+            let path = proxy::policy::canonical_path(&path, grpc)
+                .map_err(|e| anyhow::anyhow!("the path would be refused before policy: {e}"))?;
+            let subject = proxy::policy::Subject {
+                caller: &caller,
+                tunnel: "",
+                service: &service,
+                method: &method,
+                path,
+                grpc,
+            };
+            print!("{}", proxy::policy::explain_text(&p, &subject));
             Ok(())
         }
         Command::Run { config } => {

@@ -5,28 +5,57 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use http_body_util::BodyExt;
-use proxy::forward::head::{content_length, request_for_open, response_frame};
+use proxy::forward::head::{content_length, is_grpc, request_for_open, response_frame};
 use proxy::forward::headers::{client_cert_value, CLIENT_CERT_HEADER};
 use proxy::forward::{pump_body, write_frame, CallError, FrameReader, SendGuard, TunnelBody};
+use proxy::policy::{canonical_path, Decision, Subject};
 use proxy::wire::{self, Frame, Open, StreamKind};
 use proxy::SpiffeId;
 use tracing::{debug, warn, Instrument};
 
 use crate::Shared;
 
-/// Proof the client decided on a stream before forwarding it. The data-plane
-/// owner's policy veto (caller × local service × method) plugs in at
-/// [`decide`].
+/// Proof the client decided on a stream before forwarding it, carrying the
+/// decision. Forwarding takes one, so skipping the decision cannot compile.
 #[derive(Debug)]
 pub struct Permit {
-    _private: (),
+    /// The decision that allowed it and its rule.
+    pub decision: Decision,
 }
 
-/// The single place every incoming stream is decided on at the client.
-/// Until the policy engine lands, any caller the authenticated edge
-/// vouches for is allowed.
-pub fn decide(_open: &Open, _edge: &SpiffeId) -> Result<Permit, CallError> {
-    Ok(Permit { _private: () })
+/// The single place every incoming stream is decided on at the client: the
+/// data-plane owner's veto over caller (as asserted by the authenticated
+/// edge) × local service × method/path. Inputs are re-validated here; the
+/// client does not trust the edge to have done it.
+pub fn decide(open: &Open, shared: &Shared) -> Result<Permit, CallError> {
+    let caller = SpiffeId::parse(&open.caller).map_err(|e| CallError::BadRequest {
+        reason: format!("caller identity: {e}"),
+    })?;
+    let grpc = is_grpc(&open.headers);
+    let path = canonical_path(&open.path, grpc).map_err(|e| CallError::BadRequest {
+        reason: format!("{e}; send the path in canonical form"),
+    })?;
+    let decision = proxy::policy::decide(
+        &shared.config.policy.current(),
+        &Subject {
+            caller: caller.as_str(),
+            tunnel: shared.config.identity.id.as_str(),
+            service: &open.service,
+            method: open.method.as_str(),
+            path,
+            grpc,
+        },
+    );
+    if decision.permits() {
+        Ok(Permit { decision })
+    } else {
+        Err(CallError::Denied {
+            reason: match &decision.rule {
+                Some(rule) => format!("the tunnel's policy rule '{rule}' denies this call"),
+                None => "the tunnel's policy allows no such call (default deny)".to_string(),
+            },
+        })
+    }
 }
 
 async fn refuse(mut send: SendGuard, err: &CallError, limits: &wire::WireLimits) {
@@ -78,7 +107,7 @@ async fn forward(
     reader: FrameReader,
     mut send: SendGuard,
     shared: Arc<Shared>,
-    edge: SpiffeId,
+    _edge: SpiffeId,
 ) {
     let limits = shared.config.limits;
     if open.kind != StreamKind::Http {
@@ -94,9 +123,13 @@ async fn forward(
         };
         return refuse(send, &err, &limits.wire).await;
     };
-    if let Err(err) = decide(&open, &edge) {
-        return refuse(send, &err, &limits.wire).await;
-    }
+    let _permit: Permit = match decide(&open, &shared) {
+        Ok(p) => p,
+        Err(err) => {
+            debug!(error = %err, "stream refused by the tunnel's policy");
+            return refuse(send, &err, &limits.wire).await;
+        }
+    };
     let body = TunnelBody::new(reader, content_length(&open.headers));
     let mut req = match request_for_open(&open, &upstream.base, body) {
         Ok(r) => r,

@@ -16,6 +16,7 @@ use proxy::forward::{
     pump_body, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody, SendGuard,
     StreamError, TunnelBody,
 };
+use proxy::policy::{canonical_authority, canonical_path, Decision, PolicyHandle, Subject};
 use proxy::wire::Frame;
 use proxy::SpiffeId;
 use tracing::{debug, Instrument};
@@ -24,19 +25,54 @@ use crate::registry::Lookup;
 use crate::route::route_for_host;
 use crate::Shared;
 
-/// Proof that a call was decided on and allowed. Forwarding takes one, so a
-/// path that skips the decision does not compile. Policy evaluation (caller ×
-/// tunnel × service × method) plugs in at [`decide`].
+/// Proof that a call was decided on and allowed, carrying the decision.
+/// Forwarding takes one, so a path that skips the decision does not compile.
 #[derive(Debug)]
 pub struct Permit {
-    _private: (),
+    /// The decision that allowed it (allow or would-deny) and its rule.
+    pub decision: Decision,
+}
+
+/// What a call is, once its inputs have been validated strictly.
+pub struct CallTarget<'a> {
+    /// The verified caller.
+    pub caller: &'a SpiffeId,
+    /// The tunnel's verified identity.
+    pub tunnel: &'a SpiffeId,
+    /// Service name.
+    pub service: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Canonical path (no query).
+    pub path: &'a str,
+    /// gRPC call?
+    pub grpc: bool,
 }
 
 /// The single place every ingress call is decided on before a byte is
-/// forwarded. Until the policy engine lands, every authenticated caller is
-/// allowed; the identity check already happened in the TLS handshake.
-pub fn decide(_caller: &SpiffeId, _tunnel: &SpiffeId, _service: &str) -> Result<Permit, CallError> {
-    Ok(Permit { _private: () })
+/// forwarded: the edge policy over caller × tunnel × service × method/path.
+/// Default deny; a refusal names the rule and nothing internal.
+pub fn decide(policy: &PolicyHandle, t: &CallTarget<'_>) -> Result<Permit, (CallError, Decision)> {
+    let decision = proxy::policy::decide(
+        &policy.current(),
+        &Subject {
+            caller: t.caller.as_str(),
+            tunnel: t.tunnel.as_str(),
+            service: t.service,
+            method: t.method,
+            path: t.path,
+            grpc: t.grpc,
+        },
+    );
+    if decision.permits() {
+        Ok(Permit { decision })
+    } else {
+        let reason = match &decision.rule {
+            Some(rule) => format!("rule '{rule}' denies this call"),
+            None => "no rule allows this call (default deny)".to_string(),
+        };
+        Err((CallError::Denied { reason }, decision))
+    }
 }
 
 /// Handles one request; refusals become HTTP/gRPC error responses. An `Err`
@@ -111,7 +147,32 @@ where
     let authority = request_authority(&parts).ok_or_else(|| CallError::BadRequest {
         reason: "request has no host".into(),
     })?;
+    if let (Some(uri_auth), Some(host)) =
+        (parts.uri.authority(), parts.headers.get(http::header::HOST))
+    {
+        if !host
+            .as_bytes()
+            .eq_ignore_ascii_case(uri_auth.as_str().as_bytes())
+        {
+            return Err(CallError::BadRequest {
+                reason: "Host header and request authority disagree".into(),
+            }
+            .into());
+        }
+    }
+    canonical_authority(&authority).map_err(|e| CallError::BadRequest {
+        reason: format!("authority: {e}"),
+    })?;
     let route = route_for_host(&authority, &shared.config.domain)?;
+    let grpc = is_grpc(&parts.headers);
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let path = canonical_path(target, grpc).map_err(|e| CallError::BadRequest {
+        reason: format!("{e}; send the path in canonical form"),
+    })?;
     let tunnel = match shared.registry.lookup(&route.tunnel) {
         Lookup::Live(t) => t,
         Lookup::Offline => {
@@ -134,7 +195,15 @@ where
         }
         .into());
     }
-    let _permit: Permit = decide(caller, &tunnel.identity, &route.service)?;
+    let call = CallTarget {
+        caller,
+        tunnel: &tunnel.identity,
+        service: &route.service,
+        method: parts.method.as_str(),
+        path,
+        grpc,
+    };
+    let _permit: Permit = decide(&shared.config.policy, &call).map_err(|(e, _)| e)?;
     let rid = request_id(&parts.headers);
     let span = tracing::debug_span!("call", request_id = %rid, tunnel = %route.tunnel, service = %route.service);
     let deadline = grpc_timeout(&parts.headers);
@@ -206,21 +275,30 @@ where
         Ok(Some(Frame::Refuse(r))) => {
             Err(CallError::from_refuse(r, &route.tunnel, &route.service).into())
         }
-        Ok(Some(other)) => Err(CallError::TunnelFailure {
-            reason: format!(
-                "tunnel client sent {} before a response",
-                other.frame_type()
-            ),
+        Ok(Some(other)) => {
+            // A protocol violation on a data stream: stop it with PROTOCOL
+            // (docs/protocol.md) rather than the NO_ERROR of a plain drop.
+            reader.stop(proxy::wire::codes::stream::PROTOCOL);
+            Err(CallError::TunnelFailure {
+                reason: format!(
+                    "tunnel client sent {} before a response",
+                    other.frame_type()
+                ),
+            }
+            .into())
         }
-        .into()),
         Ok(None) => Err(CallError::TunnelFailure {
             reason: "tunnel stream closed before a response".into(),
         }
         .into()),
         Err(e @ StreamError::Reset { .. }) => Err(Failure::Reset(e)),
-        Err(e) => Err(CallError::TunnelFailure {
-            reason: e.to_string(),
+        Err(e) => {
+            // Malformed or oversized frame: tell the tunnel why (PROTOCOL).
+            reader.stop(e.code_for_peer());
+            Err(CallError::TunnelFailure {
+                reason: e.to_string(),
+            }
+            .into())
         }
-        .into()),
     }
 }

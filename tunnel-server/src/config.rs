@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proxy::config::{load_toml, socket_addr, ConfigErrors, RawLimits};
+use proxy::policy::{load_policy, Policy, PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::{Limits, SpiffeId};
 use rustls::RootCertStore;
@@ -24,9 +25,20 @@ pub struct RawConfig {
     pub tunnels: RawTunnels,
     /// `[ingress]`
     pub ingress: RawIngress,
+    /// `[policy]`
+    #[serde(default)]
+    pub policy: RawPolicy,
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
+}
+
+/// `[policy]`: who may call what through which tunnel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Policy file (docs/policy.md). Without one every call is denied.
+    pub file: Option<PathBuf>,
 }
 
 /// `[edge]`: who this edge is.
@@ -103,6 +115,8 @@ pub struct Config {
     pub ingress_listen: Option<SocketAddr>,
     /// Plaintext development listener and the identity it asserts.
     pub plaintext: Option<(SocketAddr, SpiffeId)>,
+    /// The live authorisation policy.
+    pub policy: Arc<PolicyHandle>,
     /// Every bound.
     pub limits: Limits,
 }
@@ -181,6 +195,21 @@ impl Config {
             );
         }
         let limits = raw.limits.into_limits(&mut errors);
+        let policy = match &raw.policy.file {
+            Some(file) => {
+                let path = base.join(file);
+                match load_policy(&path, Scope::Edge) {
+                    Ok(p) => PolicyHandle::new(p, Some(path)),
+                    Err(e) => {
+                        for msg in e.0 {
+                            errors.push("policy.file", msg);
+                        }
+                        PolicyHandle::new(Policy::deny_all(Scope::Edge), None)
+                    }
+                }
+            }
+            None => PolicyHandle::new(Policy::deny_all(Scope::Edge), None),
+        };
         let edge_id = raw.edge.id.clone().unwrap_or_else(|| {
             identity
                 .as_ref()
@@ -197,6 +226,7 @@ impl Config {
                 domain,
                 ingress_listen,
                 plaintext,
+                policy,
                 limits,
             }),
             _ => Err(errors),

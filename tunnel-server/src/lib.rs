@@ -149,6 +149,13 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     });
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    if shared.config.policy.source().is_some() {
+        tasks.spawn(proxy::policy::reload::watch(
+            shared.config.policy.clone(),
+            proxy::policy::reload::POLL_INTERVAL,
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(tunnels::accept_loop(
         endpoint,
         shared.clone(),

@@ -28,6 +28,41 @@ enum Command {
         #[arg(long, short, env = "TETHER_EDGE_CONFIG")]
         config: PathBuf,
     },
+    /// Checks or explains an edge policy file (see docs/policy.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validates a policy file: every problem with its line and key.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Says which rule decides a call and why each rule matches or not.
+    Explain {
+        /// The policy file.
+        file: PathBuf,
+        /// Caller SPIFFE ID, e.g. spiffe://tether.local/caller/orchestrator.
+        #[arg(long)]
+        caller: String,
+        /// Tunnel SPIFFE ID, e.g. spiffe://tether.local/tunnel/demo.
+        #[arg(long)]
+        tunnel: String,
+        /// Service name.
+        #[arg(long)]
+        service: String,
+        /// HTTP method (gRPC calls are POST).
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// Request path, e.g. /pkg.Service/Method or /api/items.
+        #[arg(long)]
+        path: String,
+        /// Treat the call as gRPC.
+        #[arg(long)]
+        grpc: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +96,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.tunnel_listen,
                 cfg.domain
             );
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let p = proxy::policy::load_policy(&file, proxy::policy::Scope::Edge)?;
+            println!(
+                "{}: OK ({} rules{})",
+                file.display(),
+                p.rules.len(),
+                if p.dry_run { ", dry run" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Explain {
+            file,
+            caller,
+            tunnel,
+            service,
+            method,
+            path,
+            grpc,
+        }) => {
+            let p = proxy::policy::load_policy(&file, proxy::policy::Scope::Edge)?;
+            let path = proxy::policy::canonical_path(&path, grpc)
+                .map_err(|e| anyhow::anyhow!("the path would be refused before policy: {e}"))?;
+            let subject = proxy::policy::Subject {
+                caller: &caller,
+                tunnel: &tunnel,
+                service: &service,
+                method: &method,
+                path,
+                grpc,
+            };
+            print!("{}", proxy::policy::explain_text(&p, &subject));
             Ok(())
         }
         Command::Run { config } => {

@@ -46,8 +46,41 @@ struct Args {
 const TD: &str = "tether.local";
 const DOMAIN: &str = "tunnel.local";
 
+/// The edge's policy: the dev caller may reach the demo tunnel's services,
+/// nobody may reach an /admin path.
+const EDGE_POLICY: &str = r#"# Edge policy written by `cargo quickstart`. Format: docs/policy.md.
+# Default deny: a call is forwarded only if an allow rule matches and no deny rule does.
+
+[[rule]]
+id = "dev-calls-demo"
+effect = "allow"
+callers = ["spiffe://tether.local/caller/dev"]
+tunnels = ["spiffe://tether.local/tunnel/demo"]
+services = ["echo", "web"]
+
+[[rule]]
+id = "no-admin"
+effect = "deny"
+callers = ["spiffe://tether.local/*"]
+paths = ["/admin"]
+"#;
+
+/// The tunnel's own policy: the data-plane owner's veto.
+const CLIENT_POLICY: &str = r#"# Tunnel client policy written by `cargo quickstart`. Format: docs/policy.md.
+# The data plane decides again: only control-plane callers, only these services.
+
+[[rule]]
+id = "control-plane-callers"
+effect = "allow"
+callers = ["spiffe://tether.local/caller/*"]
+services = ["echo", "web"]
+"#;
+
 fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
-    if dir.join("ca.pem").exists() && dir.join("tunnel-demo.pem").exists() {
+    if dir.join("ca.pem").exists()
+        && dir.join("tunnel-demo.pem").exists()
+        && dir.join("caller-dev.pem").exists()
+    {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
@@ -90,6 +123,9 @@ listen = "127.0.0.1:{ingress}"
 [ingress.plaintext]
 listen = "127.0.0.1:{plain}"
 caller_identity = "spiffe://{TD}/caller/dev"
+
+[policy]
+file = "edge-policy.toml"
 "#,
         tunnel = args.tunnel_port,
         ingress = args.ingress_port,
@@ -118,10 +154,15 @@ protocol = "http1"
 
 [labels]
 cluster = "quickstart"
+
+[policy]
+file = "client-policy.toml"
 "#,
         tunnel = args.tunnel_port,
     );
     std::fs::write(dir.join("edge.toml"), edge)?;
+    std::fs::write(dir.join("edge-policy.toml"), EDGE_POLICY)?;
+    std::fs::write(dir.join("client-policy.toml"), CLIENT_POLICY)?;
     std::fs::write(dir.join("client.toml"), client)?;
     Ok(())
 }
@@ -161,20 +202,18 @@ async fn main() -> anyhow::Result<()> {
     // 1. Plain HTTP through the plaintext development listener.
     let plain: SocketAddr = format!("127.0.0.1:{}", args.plaintext_port).parse()?;
     let mut http = HttpCaller::plaintext(plain, false).await?;
-    let resp = http
-        .send(request(
-            Method::GET,
-            &format!("web.demo.{DOMAIN}"),
-            "/hello",
-            empty(),
-        )?)
-        .await?;
-    let status = resp.status();
-    let body = upstream::collect(resp.into_body()).await?;
-    println!(
-        "HTTP/1.1 GET http://web.demo.{DOMAIN}/hello  →  {status}: {}",
-        String::from_utf8_lossy(&body).trim()
-    );
+    for path in ["/hello", "/admin"] {
+        let host = format!("web.demo.{DOMAIN}");
+        let resp = http
+            .send(request(Method::GET, &host, path, empty())?)
+            .await?;
+        let status = resp.status();
+        let body = upstream::collect(resp.into_body()).await?;
+        println!(
+            "HTTP/1.1 GET http://{host}{path:<7} →  {status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
 
     // 2. gRPC over mTLS with the caller certificate.
     let caller = certs::IssuedCert {
@@ -229,6 +268,15 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  curl -H 'Host: web.nope.{DOMAIN}' http://127.0.0.1:{}/hello   # unknown tunnel → 404",
         args.plaintext_port
+    );
+    println!(
+        "  curl -H 'Host: web.demo.{DOMAIN}' http://127.0.0.1:{}/admin   # denied by policy → 403",
+        args.plaintext_port
+    );
+    println!();
+    println!(
+        "Policies (they reload on change or SIGHUP): {d}/edge-policy.toml, {d}/client-policy.toml",
+        d = dir.display()
     );
     println!();
     println!("Run the binaries yourself with the same files:");
