@@ -123,6 +123,10 @@ pub struct Topology {
     pub registry: Arc<tunnel_server::Registry>,
     /// The edge's certificate (to start more clients against it).
     pub edge_cert: IssuedCert,
+    /// The edge's live policy (swap it to test reloads).
+    pub edge_policy: Arc<PolicyHandle>,
+    /// The demo client's live policy.
+    pub client_policy: Arc<PolicyHandle>,
 }
 
 impl Topology {
@@ -150,6 +154,7 @@ impl Topology {
             policy: PolicyHandle::new(opts.edge_policy.clone(), None),
             limits: opts.limits,
         };
+        let edge_policy = edge_cfg.policy.clone();
         let edge = tunnel_server::build(edge_cfg).await?;
         let mut topo = Self {
             tunnel_addr: edge.tunnel_addr,
@@ -161,9 +166,12 @@ impl Topology {
             upstream,
             pki,
             edge_cert,
+            edge_policy,
+            client_policy: PolicyHandle::new(opts.client_policy.clone(), None),
         };
         if opts.start_client {
-            let cfg = topo.client_config(TUNNEL, &opts)?;
+            let mut cfg = topo.client_config(TUNNEL, &opts)?;
+            cfg.policy = topo.client_policy.clone();
             let mut client = tunnel_client::build(cfg)?;
             client.connected().await;
             topo.registry.wait_live(TUNNEL).await;
