@@ -7,6 +7,8 @@
 //! - [`limits`]: every bound, with its default and why.
 //! - [`telemetry`]: logging set-up.
 
+pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod forward;
 pub mod identity;

@@ -1,0 +1,46 @@
+//! The audit log: one tamper-evident record per stream event, durable before
+//! the stream may proceed.
+//!
+//! A stream gets an `open` record, made durable before its first byte is
+//! forwarded (denied streams included), and a `close` record when it ends.
+//! Records are JSON Lines chained by SHA-256: each carries `seq`, the
+//! previous record's hash as `prev`, and its own `hash`, so an edit,
+//! removal, reordering or truncation is found by [`verify_files`].
+//!
+//! - [`record`]: [`AuditRecord`] (one line) and [`AuditEvent`] (what callers
+//!   supply; the writer assigns the chain fields).
+//! - [`chain`]: the hash and the canonical form it covers.
+//! - `writer`/`worker`/`segment`: [`AuditLog`], a cloneable handle feeding one
+//!   writer thread that group-commits (one fsync for every waiting record),
+//!   rotates by size, and fails closed: if a record cannot be made durable,
+//!   [`AuditLog::append`] errs, the log reports unhealthy, and the file is
+//!   rolled back so the chain stays valid.
+//! - [`verify_files`] and [`chain_files`]: offline checking of a chain.
+//!
+//! Operator documentation: `docs/audit.md`.
+
+pub mod chain;
+mod clock;
+mod config;
+mod error;
+#[cfg(test)]
+mod faults;
+mod files;
+pub mod record;
+mod segment;
+mod state;
+mod verify;
+mod worker;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use chain::GENESIS_HASH;
+pub use config::{AuditConfig, Durability, DEFAULT_MAX_FILE_BYTES};
+pub use error::AuditError;
+pub use files::chain_files;
+pub use record::{AuditEvent, AuditRecord, Event, Side};
+pub use state::AuditStats;
+pub use verify::{verify_files, VerifyError, VerifyReport};
+pub use writer::{AuditLog, QUEUE_CAPACITY};

@@ -1,0 +1,203 @@
+//! The audit record: what one JSON line holds, and the caller-supplied part
+//! of it ([`AuditEvent`]) that leaves the chain fields to the writer.
+//!
+//! Field order in [`AuditRecord`] is the on-disk key order and part of the
+//! hash (see [`super::chain`]); changing it breaks verification of existing
+//! logs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which record of a stream this is. A stream has exactly one `open`,
+/// written before its first byte is forwarded, and one `close`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// The stream was admitted or denied; durable before any byte moves.
+    /// The default only so [`AuditEvent`] can be built with
+    /// `..Default::default()`.
+    #[default]
+    Open,
+    /// The stream ended (cleanly or not); carries status, bytes and duration.
+    Close,
+}
+
+/// Which end of the tunnel wrote a log; stamped on every record by the
+/// writer from [`super::AuditConfig::side`], so one process cannot mix sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The edge (`tunnel-server`).
+    Edge,
+    /// The tunnel client (`tunnel-client`).
+    Client,
+}
+
+impl Side {
+    /// The value written to the `side` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Edge => "edge",
+            Side::Client => "client",
+        }
+    }
+}
+
+/// One line of the audit log, in on-disk key order.
+///
+/// `None` fields are omitted from the line. `hash` is always last, which is
+/// what makes the canonical form "the line minus its trailing
+/// `,"hash":"…"`" (see [`super::chain`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the chain; consecutive across rotated files.
+    pub seq: u64,
+    /// `hash` of the previous record; 64 zeros for seq 0.
+    pub prev: String,
+    /// When the writer sealed the record: RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// `open` or `close`.
+    pub event: Event,
+    /// `edge` or `client`: which end wrote this log.
+    pub side: String,
+    /// `ingress` or `egress`, so one log can hold both traffic directions.
+    pub direction: String,
+    /// Process-local stream counter; pairs an `open` with its `close`.
+    pub stream_id: u64,
+    /// Request id, to correlate with access logs and the caller.
+    pub request_id: String,
+    /// W3C trace id when the request carried `traceparent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The caller's SPIFFE ID.
+    pub caller: String,
+    /// The tunnel (client) name the stream is routed through.
+    pub tunnel: String,
+    /// The service addressed behind the tunnel.
+    pub service: String,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP request path, as the caller of [`super::AuditLog::append`] gave it.
+    pub path: String,
+    /// `allow`, `deny` or `would-deny` (dry-run policy); on `open`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The policy rule that decided, so a denial can be traced to config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Why the decision was made, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// HTTP status of the response; on `close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// `grpc-status` of a gRPC call; on `close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u32>,
+    /// Body bytes received from the caller; on `close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Body bytes sent to the caller; on `close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// Stream lifetime; on `close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Why the stream failed, if it did; on `close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Free-form extra context, reserved for later use (ordered, so the
+    /// serialisation stays deterministic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// `hex(SHA-256(prev ‖ canonical record))`; empty only while sealing.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+}
+
+/// What a caller supplies for one record: everything except the chain
+/// fields (`seq`, `prev`, `ts`, `hash`), which only the writer may assign,
+/// and `side`, which comes from the log's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// See [`AuditRecord::event`].
+    pub event: Event,
+    /// See [`AuditRecord::direction`].
+    pub direction: String,
+    /// See [`AuditRecord::stream_id`].
+    pub stream_id: u64,
+    /// See [`AuditRecord::request_id`].
+    pub request_id: String,
+    /// See [`AuditRecord::trace_id`].
+    pub trace_id: Option<String>,
+    /// See [`AuditRecord::caller`].
+    pub caller: String,
+    /// See [`AuditRecord::tunnel`].
+    pub tunnel: String,
+    /// See [`AuditRecord::service`].
+    pub service: String,
+    /// See [`AuditRecord::method`].
+    pub method: String,
+    /// See [`AuditRecord::path`].
+    pub path: String,
+    /// See [`AuditRecord::decision`].
+    pub decision: Option<String>,
+    /// See [`AuditRecord::rule`].
+    pub rule: Option<String>,
+    /// See [`AuditRecord::reason`].
+    pub reason: Option<String>,
+    /// See [`AuditRecord::http_status`].
+    pub http_status: Option<u16>,
+    /// See [`AuditRecord::grpc_status`].
+    pub grpc_status: Option<u32>,
+    /// See [`AuditRecord::bytes_in`].
+    pub bytes_in: Option<u64>,
+    /// See [`AuditRecord::bytes_out`].
+    pub bytes_out: Option<u64>,
+    /// See [`AuditRecord::duration_ms`].
+    pub duration_ms: Option<u64>,
+    /// See [`AuditRecord::error`].
+    pub error: Option<String>,
+    /// See [`AuditRecord::labels`].
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl AuditRecord {
+    /// Builds an unsealed record (empty `hash`) from an event and the chain
+    /// position the writer assigned.
+    pub(super) fn unsealed(
+        event: AuditEvent,
+        side: Side,
+        seq: u64,
+        prev: String,
+        ts: String,
+    ) -> Self {
+        AuditRecord {
+            seq,
+            prev,
+            ts,
+            event: event.event,
+            side: side.as_str().to_owned(),
+            direction: event.direction,
+            stream_id: event.stream_id,
+            request_id: event.request_id,
+            trace_id: event.trace_id,
+            caller: event.caller,
+            tunnel: event.tunnel,
+            service: event.service,
+            method: event.method,
+            path: event.path,
+            decision: event.decision,
+            rule: event.rule,
+            reason: event.reason,
+            http_status: event.http_status,
+            grpc_status: event.grpc_status,
+            bytes_in: event.bytes_in,
+            bytes_out: event.bytes_out,
+            duration_ms: event.duration_ms,
+            error: event.error,
+            labels: event.labels,
+            hash: String::new(),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! What the writer thread reports to every handle: health, last error and
+//! counters, readable without waiting on the writer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Counters for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records written (and, under `Always`, made durable) since open.
+    pub records_written: u64,
+    /// Successful fsyncs. Under `Always` this is well below
+    /// `records_written` when appends are concurrent: group commit.
+    pub syncs: u64,
+    /// Writes or fsyncs that failed (each failed batch counts once).
+    pub failures: u64,
+}
+
+/// State shared between the handles and the writer thread.
+#[derive(Debug)]
+pub(super) struct Shared {
+    healthy: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    records_written: AtomicU64,
+    syncs: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn new() -> Self {
+        Shared {
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(None),
+            records_written: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records a failure: unhealthy until the next success. Logged at
+    /// `error` once per outage, not once per refused batch.
+    pub(super) fn failed(&self, message: &str) {
+        if self.healthy.load(Ordering::SeqCst) {
+            tracing::error!(
+                error = message,
+                "audit log unavailable; new streams are refused"
+            );
+        } else {
+            tracing::debug!(error = message, "audit log still unavailable");
+        }
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.to_owned());
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.healthy.store(false, Ordering::SeqCst);
+    }
+
+    /// Records `n` records durably written; healthy again if it was not.
+    pub(super) fn written(&self, n: u64) {
+        self.records_written.fetch_add(n, Ordering::Relaxed);
+        if !self.healthy.swap(true, Ordering::SeqCst) {
+            tracing::info!("audit log writable again");
+        }
+    }
+
+    pub(super) fn synced(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn stats(&self) -> AuditStats {
+        AuditStats {
+            records_written: self.records_written.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+}

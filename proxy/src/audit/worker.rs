@@ -1,0 +1,273 @@
+//! The single writer: drains the queue, assigns `seq` and `prev` in queue
+//! order, writes, fsyncs per the durability mode, and answers each waiter.
+//!
+//! Group commit: the writer takes every request already queued (up to
+//! [`MAX_BATCH`]), writes them with one `write`, then does one
+//! `fdatasync` for all of them before completing their waiters. While it
+//! syncs, new requests queue up and form the next batch, so under load one
+//! fsync covers many records.
+//!
+//! Records are sealed against a tentative chain head; the head only moves
+//! when their bytes are committed. A failed write or fsync is rolled back
+//! (the file cut back to its committed length) and every record not yet
+//! committed gets an error, so a failure consumes no `seq` and leaves no
+//! torn line.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::chain::{seal, Head, Sealed};
+use super::clock;
+use super::config::Durability;
+use super::error::AuditError;
+use super::record::{AuditEvent, AuditRecord, Side};
+use super::segment::Segment;
+use super::state::Shared;
+
+/// Most requests one batch takes; bounds the memory of one write and how
+/// long the first waiter of a batch waits for the last to be sealed.
+pub(super) const MAX_BATCH: usize = 1024;
+
+/// What a handle asks of the writer.
+#[derive(Debug)]
+pub(super) enum Request {
+    /// Append one record; answered with its seq once durable per the mode.
+    Append {
+        /// The caller's part of the record (boxed: it is most of the
+        /// request's size, and a sync request should not pay for it).
+        event: Box<AuditEvent>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<u64, AuditError>>,
+    },
+    /// Fsync everything written so far, whatever the mode.
+    Sync {
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), AuditError>>,
+    },
+}
+
+/// A sealed record and its waiter.
+struct Staged {
+    sealed: Sealed,
+    reply: oneshot::Sender<Result<u64, AuditError>>,
+}
+
+/// The writer's state; owned by its thread.
+pub(super) struct Worker {
+    pub(super) segment: Segment,
+    pub(super) head: Head,
+    pub(super) side: Side,
+    pub(super) durability: Durability,
+    pub(super) max_file_bytes: u64,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Serves requests until every handle is dropped, then fsyncs what an
+    /// `Interval` log still holds unsynced.
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let period = match self.durability {
+            Durability::Interval(d) => Some(d),
+            Durability::Always | Durability::None => None,
+        };
+        let mut dirty = false;
+        let mut next_sync = Instant::now() + period.unwrap_or_default();
+        loop {
+            let first = match period {
+                Some(period) if dirty => tokio::select! {
+                    r = rx.recv() => r,
+                    () = tokio::time::sleep_until(next_sync) => {
+                        dirty = !self.periodic_sync();
+                        next_sync = Instant::now() + period;
+                        continue;
+                    }
+                },
+                _ => rx.recv().await,
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            dirty |= self.process(batch);
+            // Under constant load the select above may always find a request
+            // ready; sync here too so the period holds.
+            if let Some(period) = period {
+                if dirty && Instant::now() >= next_sync {
+                    dirty = !self.periodic_sync();
+                    next_sync = Instant::now() + period;
+                }
+            }
+        }
+        if dirty {
+            self.periodic_sync();
+        }
+    }
+
+    /// Handles one batch; true if it left written but unsynced bytes.
+    fn process(&mut self, batch: Vec<Request>) -> bool {
+        let mut staged = VecDeque::with_capacity(batch.len());
+        let mut syncs = Vec::new();
+        let mut head = self.head.clone();
+        for request in batch {
+            match request {
+                Request::Append { event, reply } => {
+                    let record = AuditRecord::unsealed(
+                        *event,
+                        self.side,
+                        head.next_seq,
+                        head.prev.clone(),
+                        clock::now(),
+                    );
+                    match seal(&record) {
+                        Ok(sealed) => {
+                            head = Head {
+                                next_seq: sealed.seq.saturating_add(1),
+                                prev: sealed.hash.clone(),
+                            };
+                            staged.push_back(Staged { sealed, reply });
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(AuditError::Unavailable(format!(
+                                "cannot encode record: {e}"
+                            ))));
+                        }
+                    }
+                }
+                Request::Sync { reply } => syncs.push(reply),
+            }
+        }
+        // Interval mode proves recovery with an fsync before acknowledging.
+        let must_sync = match self.durability {
+            Durability::Always => true,
+            Durability::Interval(_) => !self.shared.healthy(),
+            Durability::None => false,
+        };
+        let wrote_unsynced = self.write_staged(staged, must_sync) && !must_sync;
+        if syncs.is_empty() {
+            return wrote_unsynced && matches!(self.durability, Durability::Interval(_));
+        }
+        let result = self.sync_now();
+        for reply in syncs {
+            let _ = reply.send(result.clone());
+        }
+        result.is_err() && matches!(self.durability, Durability::Interval(_))
+    }
+
+    /// Writes staged records, rotating where a record would overflow the
+    /// live file; true if anything was written.
+    fn write_staged(&mut self, mut queue: VecDeque<Staged>, must_sync: bool) -> bool {
+        let mut chunk = Vec::new();
+        let mut chunk_bytes = 0u64;
+        let mut wrote = false;
+        while let Some(next) = queue.pop_front() {
+            let len = next.sealed.line.len() as u64;
+            let used = self.segment.len() + chunk_bytes;
+            if used > 0 && used + len > self.max_file_bytes {
+                let flushing = !chunk.is_empty();
+                let outcome = self.flush(std::mem::take(&mut chunk), must_sync);
+                wrote |= flushing && outcome.is_ok();
+                chunk_bytes = 0;
+                if let Err(message) = outcome.and_then(|()| self.rotate()) {
+                    queue.push_front(next);
+                    fail_all(queue, &message);
+                    return wrote;
+                }
+            }
+            chunk_bytes += len;
+            chunk.push(next);
+        }
+        let nonempty = !chunk.is_empty();
+        let ok = self.flush(chunk, must_sync).is_ok();
+        wrote || (nonempty && ok)
+    }
+
+    /// Writes one chunk (all in the same file), fsyncs if asked, commits and
+    /// answers its waiters. On failure rolls back and answers them with the
+    /// error, which it also returns.
+    fn flush(&mut self, chunk: Vec<Staged>, must_sync: bool) -> Result<(), String> {
+        let Some(last) = chunk.last() else {
+            return Ok(());
+        };
+        let new_head = Head {
+            next_seq: last.sealed.seq.saturating_add(1),
+            prev: last.sealed.hash.clone(),
+        };
+        let mut bytes = Vec::with_capacity(chunk.iter().map(|s| s.sealed.line.len()).sum());
+        for s in &chunk {
+            bytes.extend_from_slice(&s.sealed.line);
+        }
+        let outcome = self
+            .segment
+            .write(&bytes)
+            .map_err(|e| format!("write failed: {e}"));
+        let outcome = outcome.and_then(|()| {
+            if must_sync {
+                self.segment
+                    .sync()
+                    .map_err(|e| format!("fsync failed: {e}"))?;
+                self.shared.synced();
+            }
+            Ok(())
+        });
+        if let Err(message) = outcome {
+            self.segment.rollback();
+            self.shared.failed(&message);
+            fail_all(chunk, &message);
+            return Err(message);
+        }
+        self.segment.commit();
+        self.head = new_head;
+        self.shared.written(chunk.len() as u64);
+        for s in chunk {
+            // A waiter that gave up still has its record written: it was
+            // queued, so it is part of the chain.
+            let _ = s.reply.send(Ok(s.sealed.seq));
+        }
+        Ok(())
+    }
+
+    /// Starts a new live file; failures are reported like write failures.
+    fn rotate(&mut self) -> Result<(), String> {
+        self.segment.rotate().map_err(|e| {
+            let message = format!("rotation failed: {e}");
+            self.shared.failed(&message);
+            message
+        })
+    }
+
+    /// The background fsync of `Interval` mode; true if it succeeded.
+    fn periodic_sync(&mut self) -> bool {
+        self.sync_now().is_ok()
+    }
+
+    /// Fsyncs now; a failure marks the log unhealthy.
+    fn sync_now(&mut self) -> Result<(), AuditError> {
+        match self.segment.sync() {
+            Ok(()) => {
+                self.shared.synced();
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("fsync failed: {e}");
+                self.shared.failed(&message);
+                Err(AuditError::Unavailable(message))
+            }
+        }
+    }
+}
+
+/// Answers every waiter in `staged` with `message`.
+fn fail_all(staged: impl IntoIterator<Item = Staged>, message: &str) {
+    for s in staged {
+        let _ = s
+            .reply
+            .send(Err(AuditError::Unavailable(message.to_owned())));
+    }
+}

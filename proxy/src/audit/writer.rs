@@ -1,0 +1,145 @@
+//! [`AuditLog`]: the handle streams use to append records.
+//!
+//! Appends go through a bounded queue to one writer thread (see
+//! [`super::worker`]), which owns the file. Appenders wait when the queue is
+//! full, so a slow disk slows admission of new streams instead of growing
+//! memory.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::AuditConfig;
+use super::error::AuditError;
+#[cfg(test)]
+use super::faults::Faults;
+use super::record::AuditEvent;
+use super::segment::Segment;
+use super::state::{AuditStats, Shared};
+use super::worker::{Request, Worker};
+
+/// Requests that may wait for the writer. 4096 covers a burst of new streams
+/// on a busy edge; beyond it appenders wait (backpressure), bounding memory
+/// to a few megabytes.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// A handle to an open audit log. Cloning is cheap (a channel sender and an
+/// `Arc`); all clones feed the same writer. When the last clone is dropped
+/// the writer finishes what is queued, fsyncs if it has unsynced records,
+/// and exits.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    #[cfg(test)]
+    faults: Arc<Faults>,
+}
+
+impl AuditLog {
+    /// Opens the log at `config.path`, creating it if absent, and resumes
+    /// the chain after its last record (looking at rotated files if the live
+    /// one is empty). Fails if the last record is torn or does not verify:
+    /// continuing the chain would hide that. Starts the writer thread.
+    pub fn open(config: AuditConfig) -> Result<AuditLog, AuditError> {
+        config.validate()?;
+        #[cfg(test)]
+        let faults = Arc::new(Faults::default());
+        let (segment, head) = Segment::open(
+            &config.path,
+            #[cfg(test)]
+            faults.clone(),
+        )?;
+        let shared = Arc::new(Shared::new());
+        let worker = Worker {
+            segment,
+            head,
+            side: config.side,
+            durability: config.durability,
+            max_file_bytes: config.max_file_bytes,
+            shared: shared.clone(),
+        };
+        let open_error = |e: std::io::Error| AuditError::Open {
+            path: config.path.clone(),
+            reason: format!("cannot start the writer: {e}"),
+        };
+        // The writer blocks on write and fsync, so it gets its own thread
+        // (with a timer-only runtime for the `Interval` fsync) instead of a
+        // runtime worker. It ends when every handle is dropped.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(open_error)?;
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || runtime.block_on(worker.run(rx)))
+            .map_err(open_error)?;
+        Ok(AuditLog {
+            tx,
+            shared,
+            #[cfg(test)]
+            faults,
+        })
+    }
+
+    /// Appends one record and returns its `seq` once it is durable as the
+    /// log's [`super::Durability`] requires. `Err` means the record is not
+    /// in the log and the stream it describes must not proceed (fail
+    /// closed); a later append retries the disk.
+    ///
+    /// Cancelling this future after the record was queued does not withdraw
+    /// it: it is still written.
+    pub async fn append(&self, event: AuditEvent) -> Result<u64, AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Append {
+                event: Box::new(event),
+                reply,
+            })
+            .await
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// Fsyncs every record appended before this call, whatever the
+    /// durability mode; for shutdown of `Interval` and `None` logs.
+    pub async fn sync(&self) -> Result<(), AuditError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Sync { reply })
+            .await
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// False from a failed write or fsync until the next success; for
+    /// `/readyz`, health and metrics. Appends are attempted regardless, and
+    /// only a successful one makes the log healthy again.
+    pub fn healthy(&self) -> bool {
+        self.shared.healthy()
+    }
+
+    /// The most recent failure, kept after recovery so operators can see
+    /// what happened; [`AuditLog::healthy`] says whether it still applies.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error()
+    }
+
+    /// Counters since open, for metrics.
+    pub fn stats(&self) -> AuditStats {
+        self.shared.stats()
+    }
+
+    /// The writer thread is gone (it panicked): nothing can be recorded.
+    fn stopped(&self) -> AuditError {
+        let message = "audit writer stopped";
+        self.shared.failed(message);
+        AuditError::Unavailable(message.into())
+    }
+
+    /// The fault switches of this log's file.
+    #[cfg(test)]
+    pub(super) fn faults(&self) -> &Faults {
+        &self.faults
+    }
+}
