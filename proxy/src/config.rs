@@ -128,3 +128,66 @@ pub fn socket_addr(
         }
     }
 }
+
+/// The `[audit]` table both binaries require.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The live log file; its directory is created if missing.
+    pub path: Option<std::path::PathBuf>,
+    /// `always` (default), `interval` or `none`.
+    pub durability: Option<String>,
+    /// fsync period for `interval`, in ms (default 100).
+    pub interval_ms: Option<u64>,
+    /// Rotate the live file past this size (default 64 MiB).
+    pub max_file_bytes: Option<u64>,
+}
+
+impl RawAudit {
+    /// Validated audit settings; problems are recorded under `audit.<key>`.
+    pub fn into_config(
+        self,
+        base: &Path,
+        side: crate::audit::Side,
+        errors: &mut ConfigErrors,
+    ) -> Option<crate::audit::AuditConfig> {
+        use crate::audit::{AuditConfig, Durability};
+        let Some(path) = self.path else {
+            errors.push(
+                "audit.path",
+                "required: every stream is recorded in an audit log before a byte is forwarded; add [audit] path = \"audit/tether.log\"",
+            );
+            return None;
+        };
+        let mut cfg = AuditConfig::new(base.join(path), side);
+        cfg.durability = match self.durability.as_deref() {
+            None | Some("always") => Durability::Always,
+            Some("interval") => Durability::Interval(Duration::from_millis(
+                self.interval_ms.unwrap_or(100).max(1),
+            )),
+            Some("none") => Durability::None,
+            Some(other) => {
+                errors.push(
+                    "audit.durability",
+                    format!("'{other}' is not one of always, interval, none"),
+                );
+                Durability::Always
+            }
+        };
+        if let Some(max) = self.max_file_bytes {
+            if max < 4096 {
+                errors.push("audit.max_file_bytes", "must be at least 4096");
+            }
+            cfg.max_file_bytes = max;
+        }
+        Some(cfg)
+    }
+}
+
+/// The `[admin]` table: where `/healthz` and `/readyz` are served.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// TCP address; omit to serve no admin endpoints.
+    pub listen: Option<String>,
+}

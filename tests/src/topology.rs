@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use certs::{Ca, IdentityKind, IssuedCert, LeafSpec};
+use proxy::audit::{AuditConfig, AuditLog, Durability, Side};
 use proxy::policy::{parse_policy, Policy, PolicyHandle, Scope};
 use proxy::tls::{identity_from_pem, roots_from_pem};
 use proxy::{Limits, SpiffeId};
@@ -75,6 +76,8 @@ pub struct Options {
     pub edge_policy: Policy,
     /// The client policy (default: [`allow_all`]).
     pub client_policy: Policy,
+    /// Durability of both audit logs.
+    pub audit_durability: Durability,
 }
 
 /// A policy allowing every identity of [`TRUST_DOMAIN`] everything: for
@@ -99,6 +102,7 @@ impl Default for Options {
             known_tunnels: Vec::new(),
             edge_policy: allow_all(Scope::Edge),
             client_policy: allow_all(Scope::Client),
+            audit_durability: Durability::Always,
         }
     }
 }
@@ -127,6 +131,15 @@ pub struct Topology {
     pub edge_policy: Arc<PolicyHandle>,
     /// The demo client's live policy.
     pub client_policy: Arc<PolicyHandle>,
+    /// The edge's audit log file.
+    pub edge_audit: PathBuf,
+    /// The demo client's audit log file.
+    pub client_audit: PathBuf,
+    /// The edge's audit log handle.
+    pub edge_audit_log: AuditLog,
+    /// Holds the audit logs; removed when the topology is dropped.
+    pub state_dir: tempfile::TempDir,
+    audit_durability: Durability,
 }
 
 impl Topology {
@@ -140,6 +153,10 @@ impl Topology {
     pub async fn start_with(opts: Options) -> anyhow::Result<Self> {
         proxy::telemetry::init("warn");
         let pki = Pki::new()?;
+        let state_dir = tempfile::tempdir()?;
+        let edge_audit = state_dir.path().join("audit").join("edge.log");
+        let mut edge_audit_cfg = AuditConfig::new(&edge_audit, Side::Edge);
+        edge_audit_cfg.durability = opts.audit_durability;
         let upstream = upstream::start("127.0.0.1:0".parse()?).await?;
         let edge_cert = pki.leaf(IdentityKind::Edge, "edge-1")?;
         let edge_cfg = tunnel_server::Config {
@@ -152,6 +169,8 @@ impl Topology {
             ingress_listen: Some("127.0.0.1:0".parse()?),
             plaintext: Some(("127.0.0.1:0".parse()?, SpiffeId::parse(DEV_CALLER)?)),
             policy: PolicyHandle::new(opts.edge_policy.clone(), None),
+            audit: edge_audit_cfg,
+            admin_listen: None,
             limits: opts.limits,
         };
         let edge_policy = edge_cfg.policy.clone();
@@ -161,6 +180,14 @@ impl Topology {
             ingress_addr: edge.ingress_addr.context("ingress bound")?,
             plaintext_addr: edge.plaintext_addr.context("plaintext bound")?,
             registry: edge.registry.clone(),
+            edge_audit_log: edge.audit.clone(),
+            edge_audit,
+            client_audit: state_dir
+                .path()
+                .join("audit")
+                .join(format!("client-{TUNNEL}.log")),
+            state_dir,
+            audit_durability: opts.audit_durability,
             edge: Some(edge),
             client: None,
             upstream,
@@ -217,6 +244,18 @@ impl Topology {
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
             policy: PolicyHandle::new(opts.client_policy.clone(), None),
+            audit: {
+                let mut a = AuditConfig::new(
+                    self.state_dir
+                        .path()
+                        .join("audit")
+                        .join(format!("client-{name}.log")),
+                    Side::Client,
+                );
+                a.durability = self.audit_durability;
+                a
+            },
+            admin_listen: None,
             limits: opts.limits,
         })
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -36,16 +36,29 @@ pub struct Observed {
     pub requests: AtomicU64,
     /// gRPC handlers dropped before finishing (cancellation reached us).
     pub cancelled: AtomicU64,
+    /// gRPC handlers parked for good by `hang` or `hang_after`: only a
+    /// cancellation ends them, and it is counted in `cancelled`.
+    pub hanging: AtomicU64,
+    /// Signalled each time a handler starts hanging.
+    pub hanging_notify: Notify,
     /// Signalled on each cancellation.
     pub cancel_notify: Notify,
     /// Signalled on each request.
     pub request_notify: Notify,
+    /// Body bytes `GET /bytes` has produced so far: how far the service
+    /// got ahead of its caller (backpressure tests).
+    pub bytes_produced: AtomicU64,
 }
 
 impl Observed {
     /// Requests seen so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes `GET /bytes` has handed to its connection so far.
+    pub fn bytes_produced(&self) -> u64 {
+        self.bytes_produced.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` cancellations were observed.
@@ -57,6 +70,25 @@ impl Observed {
             }
             notified.await;
         }
+    }
+
+    /// Waits until at least `n` handlers are hanging: from then on,
+    /// cancelling their calls is observed in [`Observed::cancelled`].
+    pub async fn wait_hanging(&self, n: u64) {
+        loop {
+            let notified = self.hanging_notify.notified();
+            if self.hanging.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Parks the calling handler for good, counting it as hanging.
+    async fn hang(&self) {
+        self.hanging.fetch_add(1, Ordering::SeqCst);
+        self.hanging_notify.notify_waiters();
+        std::future::pending::<()>().await;
     }
 
     /// Waits until at least `n` requests were observed.
@@ -78,6 +110,13 @@ struct CancelGuard {
 }
 
 impl CancelGuard {
+    fn new(observed: Arc<Observed>) -> Self {
+        Self {
+            observed,
+            done: false,
+        }
+    }
+
     /// The handler finished normally: not a cancellation.
     fn finish(&mut self) {
         self.done = true;
@@ -117,11 +156,8 @@ impl Echo for EchoService {
         let caller = caller_of(&req);
         let msg = req.into_inner();
         if msg.hang {
-            let mut guard = CancelGuard {
-                observed: self.observed.clone(),
-                done: false,
-            };
-            std::future::pending::<()>().await;
+            let mut guard = CancelGuard::new(self.observed.clone());
+            self.observed.hang().await;
             guard.finish();
         }
         if msg.fail_code != 0 {
@@ -173,14 +209,17 @@ impl Echo for EchoService {
     ) -> Result<tonic::Response<EchoReply>, Status> {
         let caller = caller_of(&req);
         let mut stream = req.into_inner();
-        let mut guard = CancelGuard {
-            observed: self.observed.clone(),
-            done: false,
-        };
+        let mut guard = CancelGuard::new(self.observed.clone());
         let mut text = String::new();
         let mut payload = Vec::new();
         let mut seq = 0;
         while let Some(msg) = stream.message().await? {
+            // tonic ends the input cleanly when the caller cancels (RST_STREAM
+            // CANCEL), so only a handler that is not reading can observe a
+            // cancellation: `hang` stops reading for good.
+            if msg.hang {
+                self.observed.hang().await;
+            }
             text.push_str(&msg.text);
             payload.extend_from_slice(&msg.payload);
             seq += 1;
@@ -204,14 +243,7 @@ impl Echo for EchoService {
         let observed = self.observed.clone();
         let input = req.into_inner();
         let out = futures_util::stream::unfold(
-            (
-                input,
-                0u64,
-                CancelGuard {
-                    observed,
-                    done: false,
-                },
-            ),
+            (input, 0u64, CancelGuard::new(observed)),
             move |(mut input, seq, mut guard)| {
                 let caller = caller.clone();
                 async move {
@@ -249,10 +281,7 @@ impl Echo for EchoService {
 }
 
 fn async_stream(msg: StreamRequest, caller: String, observed: Arc<Observed>) -> ReplyStream {
-    let guard = CancelGuard {
-        observed,
-        done: false,
-    };
+    let guard = CancelGuard::new(observed);
     let count = u64::from(msg.count);
     let s = futures_util::stream::unfold((0u64, guard), move |(seq, mut guard)| {
         let (text, caller) = (msg.text.clone(), caller.clone());
@@ -260,7 +289,7 @@ fn async_stream(msg: StreamRequest, caller: String, observed: Arc<Observed>) -> 
         async move {
             if seq >= count {
                 if hang_after {
-                    std::future::pending::<()>().await;
+                    guard.observed.hang().await;
                 }
                 guard.finish();
                 return None;
@@ -289,12 +318,31 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<BoxBody> {
     resp
 }
 
-/// Plain HTTP endpoints:
+/// Plain HTTP endpoints (`HEAD` works on each: GET's head, no body):
 /// - `GET /hello`: a greeting naming the caller;
 /// - `POST /echo`: streams the request body back as it arrives;
 /// - `GET /headers`: the request headers, one `name: value` per line;
-/// - `GET /bytes?n=N`: N bytes of `x`, streamed in 64 KiB chunks.
-async fn http(req: Request<Incoming>) -> Response<BoxBody> {
+/// - `GET /bytes?n=N`: N bytes of `x`, streamed in 64 KiB chunks, each
+///   counted in [`Observed::bytes_produced`] when the connection polls it.
+async fn http(mut req: Request<Incoming>, observed: &Arc<Observed>) -> Response<BoxBody> {
+    if req.method() != http::Method::HEAD {
+        return route(req, observed).await;
+    }
+    // hyper's HTTP/2 server sends whatever body it is given, even for HEAD
+    // (a peer then resets the stream), so HEAD is answered here: GET's head
+    // with its length, and no body.
+    *req.method_mut() = http::Method::GET;
+    let (mut parts, body) = route(req, observed).await.into_parts();
+    if let Some(n) = http_body::Body::size_hint(&body).exact() {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let empty = full(parts.status, Bytes::new()).into_body();
+    Response::from_parts(parts, empty)
+}
+
+async fn route(req: Request<Incoming>, observed: &Arc<Observed>) -> Response<BoxBody> {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
         (http::Method::GET, "/hello") => {
@@ -328,13 +376,15 @@ async fn http(req: Request<Incoming>) -> Response<BoxBody> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let observed = observed.clone();
             let frames = futures_util::stream::unfold(n, move |left| {
-                let chunk = chunk.clone();
+                let (chunk, observed) = (chunk.clone(), observed.clone());
                 async move {
                     if left == 0 {
                         return None;
                     }
                     let take = left.min(chunk.len() as u64);
+                    observed.bytes_produced.fetch_add(take, Ordering::SeqCst);
                     Some((
                         Ok::<_, BoxError>(http_body::Frame::data(chunk.slice(..take as usize))),
                         left - take,
@@ -397,7 +447,7 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<Upstream> {
                                 Err(never) => match never {},
                             }
                         } else {
-                            http(req).await
+                            http(req, &obs).await
                         };
                         Ok::<_, Infallible>(resp)
                     }

@@ -994,6 +994,9 @@ domain = "tunnel.local"
 [ingress.plaintext]
 listen = "{plaintext_listen}"
 caller_identity = "spiffe://tether.local/caller/dev"
+
+[audit]
+path = "audit/edge.log"
 "#
     );
     let path = dir.join(format!(

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use proxy::config::{load_toml, ConfigErrors, RawLimits};
+use proxy::audit::{AuditConfig, Side};
+use proxy::config::{load_toml, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits};
 use proxy::policy::{load_policy, Policy, PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::Limits;
@@ -33,6 +34,12 @@ pub struct RawConfig {
     /// `[policy]`
     #[serde(default)]
     pub policy: RawPolicy,
+    /// `[audit]`
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
@@ -135,6 +142,10 @@ pub struct Config {
     pub max_backoff: Duration,
     /// The live authorisation policy.
     pub policy: Arc<PolicyHandle>,
+    /// Where and how streams are audited.
+    pub audit: AuditConfig,
+    /// Admin listener (`/healthz`, `/readyz`).
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// Every bound.
     pub limits: Limits,
 }
@@ -229,8 +240,14 @@ impl Config {
             }
             None => PolicyHandle::new(Policy::deny_all(Scope::Client), None),
         };
-        match (identity, trust) {
-            (Some(identity), Some(trust)) => errors.finish(Config {
+        let audit = raw.audit.into_config(base, Side::Client, &mut errors);
+        let admin_listen = raw
+            .admin
+            .listen
+            .as_deref()
+            .and_then(|l| socket_addr("admin.listen", l, &mut errors));
+        match (identity, trust, audit) {
+            (Some(identity), Some(trust), Some(audit)) => errors.finish(Config {
                 identity,
                 trust,
                 edge_address: raw.edge.address,
@@ -240,6 +257,8 @@ impl Config {
                 initial_backoff,
                 max_backoff,
                 policy,
+                audit,
+                admin_listen,
                 limits,
             }),
             _ => Err(errors),

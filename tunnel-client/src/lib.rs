@@ -15,6 +15,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicU64;
+
+use proxy::audit::AuditLog;
 use proxy::identity::IdentityRule;
 use proxy::tls::client_config;
 use proxy::wire::ALPN;
@@ -32,6 +35,10 @@ pub struct Shared {
     pub upstreams: HashMap<String, upstream::Upstream>,
     /// Our half of the live control stream (for GOAWAY), if connected.
     pub control_send: Mutex<Option<quinn::SendStream>>,
+    /// Where every stream is recorded before it is forwarded.
+    pub audit: AuditLog,
+    /// Numbers streams for audit records.
+    pub next_stream: AtomicU64,
 }
 
 /// Why the client could not start.
@@ -40,6 +47,12 @@ pub enum BuildError {
     /// TLS configuration could not be assembled.
     #[error(transparent)]
     Tls(#[from] proxy::tls::TlsError),
+    /// The audit log could not be opened (fail closed: no audit, no tunnel).
+    #[error("audit log: {0}")]
+    Audit(#[from] proxy::audit::AuditError),
+    /// The admin listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Admin(SocketAddr, std::io::Error),
     /// The local UDP socket could not be bound.
     #[error("cannot bind a UDP socket: {0}")]
     Bind(std::io::Error),
@@ -47,6 +60,10 @@ pub enum BuildError {
 
 /// A running client.
 pub struct Bound {
+    /// The admin listener, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// The audit log, for status and tests.
+    pub audit: AuditLog,
     state: watch::Receiver<TunnelState>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -115,13 +132,53 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
     };
     let endpoint = quinn::Endpoint::client(bind).map_err(BuildError::Bind)?;
     let upstreams = upstream::build(&config.services, &config.limits)?;
+    let admin = match config.admin_listen {
+        Some(addr) => {
+            let std = std::net::TcpListener::bind(addr).map_err(|e| BuildError::Admin(addr, e))?;
+            std.set_nonblocking(true)
+                .map_err(|e| BuildError::Admin(addr, e))?;
+            Some(tokio::net::TcpListener::from_std(std).map_err(|e| BuildError::Admin(addr, e))?)
+        }
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(dir) = config.audit.path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| proxy::audit::AuditError::Open {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    let audit = AuditLog::open(config.audit.clone())?;
     let shared = Arc::new(Shared {
         config,
         upstreams,
         control_send: Mutex::new(None),
+        audit: audit.clone(),
+        next_stream: AtomicU64::new(0),
     });
     let (tx, rx) = watch::channel(TunnelState::Connecting);
     let cancel = CancellationToken::new();
+    if let Some(listener) = admin {
+        let (log, state) = (audit.clone(), rx.clone());
+        let readiness: proxy::admin::Readiness = Arc::new(move || {
+            let tunnel = match &*state.borrow() {
+                TunnelState::Connected { .. } => Ok(()),
+                other => Err(format!("{other:?}")),
+            };
+            let audit = if log.healthy() {
+                Ok(())
+            } else {
+                Err(log
+                    .last_error()
+                    .unwrap_or_else(|| "audit log unhealthy".into()))
+            };
+            vec![("tunnel", tunnel), ("audit", audit)]
+        });
+        // Ends when the client's cancel token fires.
+        tokio::spawn(proxy::admin::serve(listener, readiness, cancel.clone()));
+    }
     if shared.config.policy.source().is_some() {
         // Ends when the client's cancel token fires.
         tokio::spawn(proxy::policy::reload::watch(
@@ -132,6 +189,8 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
     }
     let task = tokio::spawn(dial::run(endpoint, client_cfg, shared, tx, cancel.clone()));
     Ok(Bound {
+        admin_addr,
+        audit,
         state: rx,
         cancel,
         task,

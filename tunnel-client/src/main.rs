@@ -31,6 +31,22 @@ enum Command {
     /// Checks or explains a client policy file (see docs/policy.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Works with audit logs (see docs/audit.md).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies a hash-chained audit log: prints OK with the record count
+    /// and head hash, or names the first record that was edited, removed,
+    /// reordered or truncated, and exits non-zero.
+    Verify {
+        /// The live log (its rotated files are found next to it), or
+        /// several files in chain order, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +141,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 grpc,
             };
             print!("{}", proxy::policy::explain_text(&p, &subject));
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { files }) => {
+            let report = proxy::audit::verify_command(&files)
+                .map_err(|e| anyhow::anyhow!("audit log does not verify: {e}"))?;
+            println!("{report}");
             Ok(())
         }
         Command::Run { config } => {

@@ -9,9 +9,12 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
+use proxy::audit::stream::StreamAudit;
+use proxy::audit::AuditEvent;
 use proxy::forward::head::{
     content_length, is_grpc, open_for_request, request_authority, request_id, response_for_frame,
 };
+use proxy::forward::observe::{AuditedBody, Counted};
 use proxy::forward::{
     pump_body, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody, SendGuard,
     StreamError, TunnelBody,
@@ -19,6 +22,7 @@ use proxy::forward::{
 use proxy::policy::{canonical_authority, canonical_path, Decision, PolicyHandle, Subject};
 use proxy::wire::Frame;
 use proxy::SpiffeId;
+use std::sync::atomic::Ordering;
 use tracing::{debug, Instrument};
 
 use crate::registry::Lookup;
@@ -78,6 +82,8 @@ pub fn decide(policy: &PolicyHandle, t: &CallTarget<'_>) -> Result<Permit, (Call
 /// Handles one request; refusals become HTTP/gRPC error responses. An `Err`
 /// makes hyper reset the caller's HTTP/2 stream with the reason inside, which
 /// is how a service's reset before its response head reaches the caller.
+/// Every request is audited: an `open` record before anything is forwarded
+/// (refusals included) and a `close` record when it ends.
 pub async fn handle<B>(
     req: Request<B>,
     caller: SpiffeId,
@@ -89,18 +95,91 @@ where
 {
     let grpc = is_grpc(req.headers());
     let h2_caller = req.version() == http::Version::HTTP_2;
-    match forward(req, &caller, &shared).await {
-        Ok(resp) => Ok(resp),
+    let rid = request_id(req.headers());
+    let mut audit = StreamAudit::new(
+        shared.audit.clone(),
+        audit_base(
+            &req,
+            &caller,
+            &rid,
+            shared.next_stream.fetch_add(1, Ordering::Relaxed),
+        ),
+    );
+    match forward(req, &caller, &shared, &rid, &mut audit).await {
+        Ok(resp) => {
+            let ending = audit.ending_mut();
+            ending.http_status = Some(resp.status().as_u16());
+            ending.grpc_status = grpc_status(resp.headers());
+            Ok(resp.map(|body| AuditedBody::new(body, audit).boxed_unsync()))
+        }
         Err(Failure::Refused(e)) => {
             debug!(error = %e, code = e.code(), "call refused");
-            Ok(e.to_response(grpc))
+            if !audit.is_open() {
+                let _ = audit.open("refuse", None, Some(e.code().to_string())).await;
+            }
+            let resp = e.to_response(grpc);
+            let ending = audit.ending_mut();
+            ending.http_status = Some(resp.status().as_u16());
+            ending.grpc_status = grpc.then(|| e.grpc_code());
+            ending.error = Some(e.to_string());
+            audit.close().await;
+            Ok(resp)
         }
-        Err(Failure::Reset(e)) if h2_caller => Err(Box::new(e)),
-        Err(Failure::Reset(e)) => Ok(CallError::TunnelFailure {
-            reason: e.to_string(),
+        Err(Failure::Reset(e)) => {
+            audit.ending_mut().error = Some(e.to_string());
+            audit.close().await;
+            if h2_caller {
+                Err(Box::new(e))
+            } else {
+                Ok(CallError::TunnelFailure {
+                    reason: e.to_string(),
+                }
+                .to_response(grpc))
+            }
         }
-        .to_response(grpc)),
     }
+}
+
+/// Longest path kept in an audit record; longer ones are cut (and marked).
+const MAX_AUDIT_PATH: usize = 2048;
+
+/// The identity part of a call's audit records.
+fn audit_base<B>(req: &Request<B>, caller: &SpiffeId, rid: &str, stream_id: u64) -> AuditEvent {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let path = if target.len() > MAX_AUDIT_PATH {
+        let cut = (0..=MAX_AUDIT_PATH)
+            .rev()
+            .find(|&i| target.is_char_boundary(i))
+            .unwrap_or(0);
+        format!("{}…", &target[..cut])
+    } else {
+        target.to_string()
+    };
+    AuditEvent {
+        direction: "ingress".into(),
+        stream_id,
+        request_id: rid.to_string(),
+        trace_id: trace_id(req.headers()),
+        caller: caller.to_string(),
+        method: req.method().to_string(),
+        path,
+        ..AuditEvent::default()
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get("traceparent")?.to_str().ok()?;
+    let id = v.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 enum Failure {
@@ -137,6 +216,8 @@ async fn forward<B>(
     req: Request<B>,
     caller: &SpiffeId,
     shared: &Shared,
+    rid: &str,
+    audit: &mut StreamAudit,
 ) -> Result<Response<HttpBody>, Failure>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -164,6 +245,8 @@ where
         reason: format!("authority: {e}"),
     })?;
     let route = route_for_host(&authority, &shared.config.domain)?;
+    audit.base_mut().service = route.service.clone();
+    audit.base_mut().tunnel = route.tunnel.clone();
     let grpc = is_grpc(&parts.headers);
     let target = parts
         .uri
@@ -203,8 +286,28 @@ where
         path,
         grpc,
     };
-    let _permit: Permit = decide(&shared.config.policy, &call).map_err(|(e, _)| e)?;
-    let rid = request_id(&parts.headers);
+    audit.base_mut().tunnel = tunnel.identity.to_string();
+    let permit: Permit = match decide(&shared.config.policy, &call) {
+        Ok(p) => p,
+        Err((e, d)) => {
+            // Denied streams are audited too; fail closed either way.
+            let _ = audit
+                .open(d.label(), d.rule.as_deref(), Some(e.to_string()))
+                .await;
+            return Err(e.into());
+        }
+    };
+    // Durable before the first byte is forwarded, or nothing is forwarded.
+    audit
+        .open(
+            permit.decision.label(),
+            permit.decision.rule.as_deref(),
+            None,
+        )
+        .await
+        .map_err(|e| CallError::Unavailable {
+            reason: format!("audit log cannot be written ({e}); refusing to forward unaudited"),
+        })?;
     let span = tracing::debug_span!("call", request_id = %rid, tunnel = %route.tunnel, service = %route.service);
     let deadline = grpc_timeout(&parts.headers);
 
@@ -226,7 +329,7 @@ where
         };
     let mut send = SendGuard::new(send);
     let body_empty = body.is_end_stream();
-    let open = open_for_request(&parts, &route.service, caller.as_str(), &rid, body_empty);
+    let open = open_for_request(&parts, &route.service, caller.as_str(), rid, body_empty);
     if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
         return Err(CallError::TunnelFailure {
             reason: e.to_string(),
@@ -237,10 +340,19 @@ where
         let _ = send.finish();
         None
     } else {
+        let (body, bytes_in) = Counted::new(body);
+        audit.count_in(bytes_in);
         let wire = limits.wire;
         let task = tokio::spawn(
             async move {
-                let outcome = pump_body(body, &mut send, &wire).await;
+                // A caller's body failing means the caller gave up.
+                let outcome = pump_body(
+                    body,
+                    &mut send,
+                    &wire,
+                    proxy::wire::codes::stream::CANCELLED,
+                )
+                .await;
                 debug!(?outcome, "request body done");
             }
             .instrument(span.clone()),

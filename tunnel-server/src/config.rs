@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use proxy::config::{load_toml, socket_addr, ConfigErrors, RawLimits};
+use proxy::audit::{AuditConfig, Side};
+use proxy::config::{load_toml, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits};
 use proxy::policy::{load_policy, Policy, PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::{Limits, SpiffeId};
@@ -28,6 +29,12 @@ pub struct RawConfig {
     /// `[policy]`
     #[serde(default)]
     pub policy: RawPolicy,
+    /// `[audit]`
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
@@ -117,6 +124,10 @@ pub struct Config {
     pub plaintext: Option<(SocketAddr, SpiffeId)>,
     /// The live authorisation policy.
     pub policy: Arc<PolicyHandle>,
+    /// Where and how streams are audited.
+    pub audit: AuditConfig,
+    /// Admin listener (`/healthz`, `/readyz`).
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// Every bound.
     pub limits: Limits,
 }
@@ -216,19 +227,29 @@ impl Config {
                 .and_then(|i| i.id.name_of_kind("edge").map(str::to_string))
                 .unwrap_or_else(|| "edge".to_string())
         });
-        match (identity, trust, tunnel_listen) {
-            (Some(identity), Some(trust), Some(tunnel_listen)) => errors.finish(Config {
-                edge_id,
-                identity,
-                trust,
-                tunnel_listen,
-                known_tunnels: raw.tunnels.known,
-                domain,
-                ingress_listen,
-                plaintext,
-                policy,
-                limits,
-            }),
+        let audit = raw.audit.into_config(base, Side::Edge, &mut errors);
+        let admin_listen = raw
+            .admin
+            .listen
+            .as_deref()
+            .and_then(|l| socket_addr("admin.listen", l, &mut errors));
+        match (identity, trust, tunnel_listen, audit) {
+            (Some(identity), Some(trust), Some(tunnel_listen), Some(audit)) => {
+                errors.finish(Config {
+                    edge_id,
+                    identity,
+                    trust,
+                    tunnel_listen,
+                    known_tunnels: raw.tunnels.known,
+                    domain,
+                    ingress_listen,
+                    plaintext,
+                    policy,
+                    audit,
+                    admin_listen,
+                    limits,
+                })
+            }
             _ => Err(errors),
         }
     }

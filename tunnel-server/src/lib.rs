@@ -17,6 +17,9 @@ pub mod tunnels;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicU64;
+
+use proxy::audit::AuditLog;
 use proxy::identity::IdentityRule;
 use proxy::tls::server_config;
 use proxy::wire::ALPN;
@@ -34,6 +37,10 @@ pub struct Shared {
     pub config: Config,
     /// Live tunnels.
     pub registry: Arc<Registry>,
+    /// Where every stream is recorded before it is forwarded.
+    pub audit: AuditLog,
+    /// Numbers streams for audit records.
+    pub next_stream: AtomicU64,
 }
 
 /// Why the edge could not start.
@@ -42,6 +49,9 @@ pub enum BuildError {
     /// TLS configuration could not be assembled.
     #[error(transparent)]
     Tls(#[from] proxy::tls::TlsError),
+    /// The audit log could not be opened (fail closed: no audit, no edge).
+    #[error("audit log: {0}")]
+    Audit(#[from] proxy::audit::AuditError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -62,6 +72,10 @@ pub struct Bound {
     pub plaintext_addr: Option<SocketAddr>,
     /// Live tunnels, for status and tests.
     pub registry: Arc<Registry>,
+    /// The admin listener, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// The audit log, for status and tests.
+    pub audit: AuditLog,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -141,11 +155,27 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     let ingress_addr = ingress.as_ref().and_then(|l| l.local_addr().ok());
     let plaintext_addr = plaintext.as_ref().and_then(|(l, _)| l.local_addr().ok());
 
+    let admin = match config.admin_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(bind_err(addr))?),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(dir) = config.audit.path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| proxy::audit::AuditError::Open {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    let audit = AuditLog::open(config.audit.clone())?;
     let registry = Arc::new(Registry::new(config.known_tunnels.clone()));
     info!(edge = %config.edge_id, identity = %config.identity.id, %tunnel_addr, ?ingress_addr, ?plaintext_addr, "edge listening");
     let shared = Arc::new(Shared {
         config,
         registry: registry.clone(),
+        audit: audit.clone(),
+        next_stream: AtomicU64::new(0),
     });
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -169,6 +199,20 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
             cancel.clone(),
         ));
     }
+    if let Some(listener) = admin {
+        let log = audit.clone();
+        let readiness: proxy::admin::Readiness = Arc::new(move || {
+            let audit = if log.healthy() {
+                Ok(())
+            } else {
+                Err(log
+                    .last_error()
+                    .unwrap_or_else(|| "audit log unhealthy".into()))
+            };
+            vec![("audit", audit)]
+        });
+        tasks.spawn(proxy::admin::serve(listener, readiness, cancel.clone()));
+    }
     if let Some((listener, caller)) = plaintext {
         tasks.spawn(ingress::serve_plaintext(
             listener,
@@ -182,6 +226,8 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         ingress_addr,
         plaintext_addr,
         registry,
+        admin_addr,
+        audit,
         cancel,
         tasks,
     })

@@ -29,6 +29,7 @@ mod files;
 pub mod record;
 mod segment;
 mod state;
+pub mod stream;
 mod verify;
 mod worker;
 mod writer;
@@ -44,3 +45,29 @@ pub use record::{AuditEvent, AuditRecord, Event, Side};
 pub use state::AuditStats;
 pub use verify::{verify_files, VerifyError, VerifyReport};
 pub use writer::{AuditLog, QUEUE_CAPACITY};
+
+/// What `audit verify` prints for one chain, shared by both binaries.
+/// One path means "this live log and its rotated files"; several paths are
+/// verified in the order given.
+pub fn verify_command(paths: &[std::path::PathBuf]) -> Result<String, VerifyError> {
+    let files = match paths {
+        [one] => {
+            let chain = chain_files(one);
+            if chain.is_empty() {
+                vec![one.clone()]
+            } else {
+                chain
+            }
+        }
+        many => many.to_vec(),
+    };
+    let report = verify_files(&files)?;
+    Ok(format!(
+        "OK: {} records in {} file(s), seq {}..{}, head {}",
+        report.records,
+        files.len(),
+        report.first_seq.map_or("-".into(), |s| s.to_string()),
+        report.last_seq.map_or("-".into(), |s| s.to_string()),
+        report.head_hash
+    ))
+}

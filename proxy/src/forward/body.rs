@@ -145,7 +145,12 @@ impl Body for TunnelBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        // With a declared length, the body is complete once that many bytes
+        // were delivered; HTTP/1.1 peers stop polling there.
         self.ended
+            || self.size_hint.exact().is_some_and(|n| {
+                n > 0 && self.bytes.load(std::sync::atomic::Ordering::Relaxed) >= n
+            })
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -77,8 +77,12 @@ pub fn h2_reason_for_code(code: VarInt) -> h2::Reason {
 
 /// Finds the QUIC code that best carries `err` to the other end: an HTTP/2
 /// reason anywhere in the chain is passed through exactly; a tunnel error is
-/// passed on; anything else is a cancellation by our side of the call.
-pub fn reset_code_for(err: &(dyn StdError + 'static)) -> VarInt {
+/// passed on; anything else (a cut connection, a failed body) gets
+/// `otherwise`, which says whose side failed: `CANCELLED` for a caller's
+/// body (the caller gave up), `UPSTREAM_RESET` for a service's body (the
+/// service failed — not a cancellation, which gRPC callers would read as
+/// CANCELLED).
+pub fn reset_code_for(err: &(dyn StdError + 'static), otherwise: VarInt) -> VarInt {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(se) = e.downcast_ref::<StreamError>() {
@@ -94,7 +98,7 @@ pub fn reset_code_for(err: &(dyn StdError + 'static)) -> VarInt {
         }
         cur = e.source();
     }
-    codes::CANCELLED
+    otherwise
 }
 
 #[cfg(test)]
@@ -109,7 +113,7 @@ mod tests {
             h2::Reason::REFUSED_STREAM,
             h2::Reason::ENHANCE_YOUR_CALM,
         ] {
-            let code = reset_code_for(&h2::Error::from(reason));
+            let code = reset_code_for(&h2::Error::from(reason), codes::UPSTREAM_RESET);
             assert_eq!(h2_reason_for_code(code), reason);
         }
     }
@@ -117,8 +121,15 @@ mod tests {
     #[test]
     fn stream_errors_pass_their_code_on() {
         let e = StreamError::reset(codes::TIMEOUT);
-        assert_eq!(reset_code_for(&e), codes::TIMEOUT);
+        assert_eq!(reset_code_for(&e, codes::UPSTREAM_RESET), codes::TIMEOUT);
+    }
+
+    #[test]
+    fn other_failures_say_whose_side_failed() {
         let io = std::io::Error::other("boom");
-        assert_eq!(reset_code_for(&io), codes::CANCELLED);
+        assert_eq!(reset_code_for(&io, codes::CANCELLED), codes::CANCELLED);
+        let code = reset_code_for(&io, codes::UPSTREAM_RESET);
+        assert_eq!(code, codes::UPSTREAM_RESET);
+        assert_eq!(h2_reason_for_code(code), h2::Reason::INTERNAL_ERROR);
     }
 }

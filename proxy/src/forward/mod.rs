@@ -12,6 +12,7 @@ pub mod error;
 pub mod guard;
 pub mod head;
 pub mod headers;
+pub mod observe;
 pub mod pump;
 pub mod reader;
 pub mod status;

@@ -130,9 +130,17 @@ impl Drop for SendGuard {
 }
 
 /// Sends `body` as DATA/TRAILERS frames then FIN. On a source error the
-/// stream is reset with a code that tells the far end why; if this future
-/// is dropped midway, the stream is reset as cancelled.
-pub async fn pump_body<B>(mut body: B, guard: &mut SendGuard, limits: &WireLimits) -> PumpOutcome
+/// stream is reset with a code that tells the far end why: the HTTP/2 reason
+/// in the error if it has one, else `source_failed` — `CANCELLED` when the
+/// body is a caller's, `UPSTREAM_RESET` when it is a service's (see
+/// [`reset_code_for`]). If this future is dropped midway, the stream is
+/// reset as cancelled.
+pub async fn pump_body<B>(
+    mut body: B,
+    guard: &mut SendGuard,
+    limits: &WireLimits,
+    source_failed: VarInt,
+) -> PumpOutcome
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -160,7 +168,7 @@ where
             }
             Some(Err(e)) => {
                 let e: BoxError = e.into();
-                let code = reset_code_for(e.as_ref());
+                let code = reset_code_for(e.as_ref(), source_failed);
                 guard.reset(code);
                 return PumpOutcome::SourceFailed {
                     error: e.to_string(),

@@ -98,6 +98,13 @@ pub enum CallError {
         /// What broke.
         reason: String,
     },
+    /// Tether cannot serve calls now (the audit log cannot be written):
+    /// fail closed, retry later.
+    #[error("unavailable: {reason}")]
+    Unavailable {
+        /// What is failing.
+        reason: String,
+    },
     /// Tether itself failed.
     #[error("internal error: {reason}")]
     Internal {
@@ -121,6 +128,7 @@ impl CallError {
             Self::BadRequest { .. } => "bad-request",
             Self::Overloaded { .. } => "overloaded",
             Self::TunnelFailure { .. } => "tunnel-failure",
+            Self::Unavailable { .. } => "unavailable",
             Self::Internal { .. } => "internal",
         }
     }
@@ -131,7 +139,9 @@ impl CallError {
             Self::NoRoute { .. } | Self::UnknownTunnel { .. } | Self::UnknownService { .. } => {
                 StatusCode::NOT_FOUND
             }
-            Self::TunnelOffline { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TunnelOffline { .. } | Self::Overloaded { .. } | Self::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::UpstreamUnavailable { .. } | Self::TunnelFailure { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -149,7 +159,8 @@ impl CallError {
             Self::UnknownService { .. } => grpc::UNIMPLEMENTED,
             Self::TunnelOffline { .. }
             | Self::UpstreamUnavailable { .. }
-            | Self::TunnelFailure { .. } => grpc::UNAVAILABLE,
+            | Self::TunnelFailure { .. }
+            | Self::Unavailable { .. } => grpc::UNAVAILABLE,
             Self::UpstreamTimeout { .. } => grpc::DEADLINE_EXCEEDED,
             Self::Denied { .. } => grpc::PERMISSION_DENIED,
             Self::BadRequest { .. } => grpc::INVALID_ARGUMENT,
@@ -167,6 +178,7 @@ impl CallError {
             Self::UpstreamUnavailable { .. } => RefuseCode::UpstreamUnavailable,
             Self::UpstreamTimeout { .. } => RefuseCode::UpstreamTimeout,
             Self::BadRequest { .. } => RefuseCode::BadRequest,
+            Self::Unavailable { .. } => RefuseCode::Unavailable,
             _ => RefuseCode::Internal,
         };
         let message = match self {
@@ -176,6 +188,7 @@ impl CallError {
             | Self::BadRequest { reason }
             | Self::Overloaded { reason }
             | Self::TunnelFailure { reason }
+            | Self::Unavailable { reason }
             | Self::Internal { reason } => reason.clone(),
             other => other.to_string(),
         };
@@ -196,6 +209,7 @@ impl CallError {
             RefuseCode::UpstreamUnavailable => Self::UpstreamUnavailable { reason },
             RefuseCode::UpstreamTimeout => Self::UpstreamTimeout { reason },
             RefuseCode::BadRequest => Self::BadRequest { reason },
+            RefuseCode::Unavailable => Self::Unavailable { reason },
             RefuseCode::Internal | RefuseCode::Unsupported => Self::Internal { reason },
         }
     }

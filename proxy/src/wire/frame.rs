@@ -111,6 +111,9 @@ pub enum RefuseCode {
     UpstreamTimeout = 7,
     /// Version or registration problem on the control stream.
     Unsupported = 8,
+    /// The acceptor cannot serve any stream now (its audit log cannot be
+    /// written); retry later.
+    Unavailable = 9,
 }
 
 impl RefuseCode {
@@ -125,6 +128,7 @@ impl RefuseCode {
             6 => Self::Internal,
             7 => Self::UpstreamTimeout,
             8 => Self::Unsupported,
+            9 => Self::Unavailable,
             _ => return None,
         })
     }

@@ -38,6 +38,10 @@ struct Args {
     /// Loopback UDP port of the edge's tunnel listener.
     #[arg(long, default_value_t = 4433)]
     tunnel_port: u16,
+    /// Loopback port of the edge's admin listener (/healthz, /readyz); the
+    /// client's is the next port.
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
     /// Exit after the demonstration calls instead of serving until Ctrl-C.
     #[arg(long)]
     exit_after_demo: bool,
@@ -126,10 +130,18 @@ caller_identity = "spiffe://{TD}/caller/dev"
 
 [policy]
 file = "edge-policy.toml"
+
+[audit]
+path = "audit/edge.log"
+durability = "always"
+
+[admin]
+listen = "127.0.0.1:{admin_edge}"
 "#,
         tunnel = args.tunnel_port,
         ingress = args.ingress_port,
         plain = args.plaintext_port,
+        admin_edge = args.admin_port,
     );
     let client = format!(
         r#"# Tunnel client configuration written by `cargo quickstart`. See docs/configuration.md.
@@ -157,8 +169,16 @@ cluster = "quickstart"
 
 [policy]
 file = "client-policy.toml"
+
+[audit]
+path = "audit/client-demo.log"
+durability = "always"
+
+[admin]
+listen = "127.0.0.1:{admin_client}"
 "#,
         tunnel = args.tunnel_port,
+        admin_client = args.admin_port + 1,
     );
     std::fs::write(dir.join("edge.toml"), edge)?;
     std::fs::write(dir.join("edge-policy.toml"), EDGE_POLICY)?;
@@ -277,6 +297,20 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "Policies (they reload on change or SIGHUP): {d}/edge-policy.toml, {d}/client-policy.toml",
         d = dir.display()
+    );
+    println!();
+    println!(
+        "Audit logs (every call above, allowed and denied, is in them):\n  {d}/audit/edge.log\n  {d}/audit/client-demo.log",
+        d = dir.display()
+    );
+    println!(
+        "  verify: cargo run -p tunnel-server -- audit verify {}/audit/edge.log",
+        dir.display()
+    );
+    println!(
+        "Health: curl http://127.0.0.1:{}/readyz (edge), http://127.0.0.1:{}/readyz (client)",
+        args.admin_port,
+        args.admin_port + 1
     );
     println!();
     println!("Run the binaries yourself with the same files:");

@@ -1,0 +1,153 @@
+//! One audit object per stream, which writes exactly one `open` and exactly
+//! one `close` record (ztunnel's "one record object per connection"). The
+//! open is awaited — it is durable before a byte is forwarded — and the
+//! close is written when the stream ends, or from `Drop` if the stream was
+//! abandoned, so no path forgets it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{AuditError, AuditEvent, AuditLog, Event};
+
+/// How a stream ended, for its close record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ending {
+    /// HTTP status the caller saw.
+    pub http_status: Option<u16>,
+    /// gRPC status, from trailers or a trailers-only response.
+    pub grpc_status: Option<u32>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// The audit trail of one stream.
+pub struct StreamAudit {
+    log: AuditLog,
+    base: AuditEvent,
+    started: Instant,
+    opened: bool,
+    closed: bool,
+    bytes_in: Option<Arc<AtomicU64>>,
+    bytes_out: Option<Arc<AtomicU64>>,
+    ending: Ending,
+}
+
+impl StreamAudit {
+    /// Starts the trail; `base` carries identities, service, method, path
+    /// and ids, and is repeated in both records.
+    pub fn new(log: AuditLog, base: AuditEvent) -> Self {
+        Self {
+            log,
+            base,
+            started: Instant::now(),
+            opened: false,
+            closed: false,
+            bytes_in: None,
+            bytes_out: None,
+            ending: Ending::default(),
+        }
+    }
+
+    /// Fills in what is learnt after the stream starts (service, tunnel…).
+    pub fn base_mut(&mut self) -> &mut AuditEvent {
+        &mut self.base
+    }
+
+    /// Writes the `open` record and waits until it is durable. Forwarding
+    /// must not start unless this returned `Ok`.
+    pub async fn open(
+        &mut self,
+        decision: &str,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<(), AuditError> {
+        if self.opened {
+            return Ok(());
+        }
+        let mut ev = self.base.clone();
+        ev.event = Event::Open;
+        ev.decision = Some(decision.to_string());
+        ev.rule = rule.map(str::to_string);
+        ev.reason = reason;
+        self.base.decision = ev.decision.clone();
+        self.base.rule = ev.rule.clone();
+        self.log.append(ev).await?;
+        self.opened = true;
+        Ok(())
+    }
+
+    /// True once the open record is durable.
+    pub fn is_open(&self) -> bool {
+        self.opened
+    }
+
+    /// Counts request-body bytes (towards the service).
+    pub fn count_in(&mut self, counter: Arc<AtomicU64>) {
+        self.bytes_in = Some(counter);
+    }
+
+    /// Counts response-body bytes (towards the caller).
+    pub fn count_out(&mut self, counter: Arc<AtomicU64>) {
+        self.bytes_out = Some(counter);
+    }
+
+    /// Records how the stream ended so far; later calls refine it.
+    pub fn ending_mut(&mut self) -> &mut Ending {
+        &mut self.ending
+    }
+
+    fn close_event(&mut self) -> AuditEvent {
+        let mut ev = self.base.clone();
+        ev.event = Event::Close;
+        ev.http_status = self.ending.http_status;
+        ev.grpc_status = self.ending.grpc_status;
+        ev.error = self.ending.error.clone();
+        ev.bytes_in = Some(
+            self.bytes_in
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+        );
+        ev.bytes_out = Some(
+            self.bytes_out
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+        );
+        ev.duration_ms =
+            Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        ev
+    }
+
+    /// Writes the `close` record and waits for it (used where the handler
+    /// outlives the stream, e.g. at the client).
+    pub async fn close(mut self) {
+        if !self.opened || self.closed {
+            return;
+        }
+        self.closed = true;
+        let ev = self.close_event();
+        if let Err(e) = self.log.append(ev).await {
+            tracing::error!(error = %e, "audit close record could not be written");
+        }
+    }
+}
+
+impl Drop for StreamAudit {
+    fn drop(&mut self) {
+        if !self.opened || self.closed {
+            return;
+        }
+        self.closed = true;
+        let ev = self.close_event();
+        let log = self.log.clone();
+        // Detached on purpose: the stream is over, its task may be gone, and
+        // the close record must still be written. The log's queue is bounded.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = log.append(ev).await {
+                    tracing::error!(error = %e, "audit close record could not be written");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Body wrappers that watch a body go by without buffering it: byte counts,
+//! the gRPC status in trailers, and the moment it ends — for close records.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::audit::stream::StreamAudit;
+
+/// Counts the data bytes of a body into a shared counter.
+pub struct Counted<B> {
+    inner: B,
+    count: Arc<AtomicU64>,
+}
+
+impl<B> Counted<B> {
+    /// Wraps `inner`; read the count from the returned counter.
+    pub fn new(inner: B) -> (Self, Arc<AtomicU64>) {
+        let count = Arc::new(AtomicU64::new(0));
+        (
+            Self {
+                inner,
+                count: count.clone(),
+            },
+            count,
+        )
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body whose end — complete, failed or abandoned — closes the stream's
+/// audit trail, with the gRPC status from its trailers if any.
+pub struct AuditedBody<B: Body<Data = Bytes> + Unpin> {
+    inner: Counted<B>,
+    audit: Option<StreamAudit>,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> AuditedBody<B> {
+    /// Wraps `inner`; the audit's close record is written when this ends.
+    pub fn new(inner: B, mut audit: StreamAudit) -> Self {
+        let (inner, count) = Counted::new(inner);
+        audit.count_out(count);
+        Self {
+            inner,
+            audit: Some(audit),
+        }
+    }
+
+    fn finish(&mut self, error: Option<String>) {
+        if let Some(mut audit) = self.audit.take() {
+            if error.is_some() {
+                audit.ending_mut().error = error;
+            }
+            drop(audit);
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Drop for AuditedBody<B> {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            // An empty body is never polled: it ended complete.
+            self.finish(None);
+        } else {
+            // Dropped before its end: the receiver went away mid-stream.
+            self.finish(Some("cancelled: the receiver stopped reading".into()));
+        }
+    }
+}
+
+impl<B> Body for AuditedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if frame.is_data() && self.inner.is_end_stream() {
+                    self.finish(None);
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    let status = trailers
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok());
+                    if let (Some(s), Some(audit)) = (status, self.audit.as_mut()) {
+                        audit.ending_mut().grpc_status = Some(s);
+                    }
+                    // Trailers end a body; HTTP/2 servers do not poll past them.
+                    self.finish(None);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let msg = e.to_string();
+                self.finish(Some(msg));
+            }
+            Poll::Ready(None) => self.finish(None),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
