@@ -78,6 +78,10 @@ pub struct Options {
     pub client_policy: Policy,
     /// Durability of both audit logs.
     pub audit_durability: Durability,
+    /// Directory for the edge's audit log (default: the topology's state dir).
+    pub edge_audit_dir: Option<PathBuf>,
+    /// Directory for the demo client's audit log (default: the state dir).
+    pub client_audit_dir: Option<PathBuf>,
 }
 
 /// A policy allowing every identity of [`TRUST_DOMAIN`] everything: for
@@ -103,6 +107,8 @@ impl Default for Options {
             edge_policy: allow_all(Scope::Edge),
             client_policy: allow_all(Scope::Client),
             audit_durability: Durability::Always,
+            edge_audit_dir: None,
+            client_audit_dir: None,
         }
     }
 }
@@ -154,7 +160,11 @@ impl Topology {
         proxy::telemetry::init("warn");
         let pki = Pki::new()?;
         let state_dir = tempfile::tempdir()?;
-        let edge_audit = state_dir.path().join("audit").join("edge.log");
+        let edge_audit = opts
+            .edge_audit_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.path().join("audit"))
+            .join("edge.log");
         let mut edge_audit_cfg = AuditConfig::new(&edge_audit, Side::Edge);
         edge_audit_cfg.durability = opts.audit_durability;
         let upstream = upstream::start("127.0.0.1:0".parse()?).await?;
@@ -182,9 +192,10 @@ impl Topology {
             registry: edge.registry.clone(),
             edge_audit_log: edge.audit.clone(),
             edge_audit,
-            client_audit: state_dir
-                .path()
-                .join("audit")
+            client_audit: opts
+                .client_audit_dir
+                .clone()
+                .unwrap_or_else(|| state_dir.path().join("audit"))
                 .join(format!("client-{TUNNEL}.log")),
             state_dir,
             audit_durability: opts.audit_durability,
@@ -199,6 +210,7 @@ impl Topology {
         if opts.start_client {
             let mut cfg = topo.client_config(TUNNEL, &opts)?;
             cfg.policy = topo.client_policy.clone();
+            cfg.audit.path = topo.client_audit.clone();
             let mut client = tunnel_client::build(cfg)?;
             client.connected().await;
             topo.registry.wait_live(TUNNEL).await;

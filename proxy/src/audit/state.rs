@@ -24,6 +24,7 @@ pub(super) struct Shared {
     records_written: AtomicU64,
     syncs: AtomicU64,
     failures: AtomicU64,
+    progress: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -34,6 +35,18 @@ impl Shared {
             records_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            progress: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until at least `n` records have been written since open.
+    pub(super) async fn wait_written(&self, n: u64) {
+        loop {
+            let notified = self.progress.notified();
+            if self.records_written.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -69,7 +82,8 @@ impl Shared {
 
     /// Records `n` records durably written; healthy again if it was not.
     pub(super) fn written(&self, n: u64) {
-        self.records_written.fetch_add(n, Ordering::Relaxed);
+        self.records_written.fetch_add(n, Ordering::SeqCst);
+        self.progress.notify_waiters();
         if !self.healthy.swap(true, Ordering::SeqCst) {
             tracing::info!("audit log writable again");
         }

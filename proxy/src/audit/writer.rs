@@ -125,6 +125,13 @@ impl AuditLog {
         self.shared.last_error()
     }
 
+    /// Waits until at least `n` records have been written since open: lets
+    /// tests and tools wait for close records, which are written after the
+    /// stream's handler has returned.
+    pub async fn wait_written(&self, n: u64) {
+        self.shared.wait_written(n).await;
+    }
+
     /// Counters since open, for metrics.
     pub fn stats(&self) -> AuditStats {
         self.shared.stats()

@@ -1,0 +1,412 @@
+//! The audit trail through the running system: every stream of a mixed run
+//! (allowed, denied at either end, refused, cancelled, failed upstream) has
+//! exactly one open and one close record at each end that saw it, the logs
+//! verify, and a log that cannot be written stops traffic until it can.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Method;
+use proxy::audit::{verify_files, AuditRecord, Event};
+use proxy::policy::{parse_policy, Scope};
+use tether_tests::callers::{empty, grpc_plaintext, request, HttpCaller};
+use tether_tests::pb::EchoRequest;
+use tether_tests::topology::{Options, Topology};
+use tonic::Code;
+use tunnel_client::config::{Protocol, Service};
+
+const EDGE: &str = r#"
+[[rule]]
+id = "dev-all"
+effect = "allow"
+callers = ["spiffe://tether.local/caller/dev"]
+
+[[rule]]
+id = "no-admin"
+effect = "deny"
+callers = ["spiffe://tether.local/*"]
+paths = ["/admin"]
+"#;
+
+const CLIENT: &str = r#"
+[[rule]]
+id = "cp"
+effect = "allow"
+callers = ["spiffe://tether.local/caller/*"]
+
+[[rule]]
+id = "no-bidi"
+effect = "deny"
+callers = ["spiffe://tether.local/*"]
+grpc = ["/tether.echo.v1.Echo/Bidi"]
+"#;
+
+fn records(path: &Path) -> Vec<AuditRecord> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Groups records by stream and checks each stream has exactly one open
+/// followed by exactly one close with the same identity fields.
+fn by_stream(records: &[AuditRecord]) -> BTreeMap<u64, (AuditRecord, AuditRecord)> {
+    let mut open = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for r in records {
+        match r.event {
+            Event::Open => assert!(
+                open.insert(r.stream_id, r.clone()).is_none(),
+                "two opens for stream {}",
+                r.stream_id
+            ),
+            Event::Close => {
+                let o: AuditRecord = open
+                    .remove(&r.stream_id)
+                    .unwrap_or_else(|| panic!("close without open: {r:?}"));
+                assert!(o.seq < r.seq);
+                assert_eq!(
+                    (&o.caller, &o.service, &o.path, &o.request_id),
+                    (&r.caller, &r.service, &r.path, &r.request_id)
+                );
+                assert!(
+                    out.insert(r.stream_id, (o, r.clone())).is_none(),
+                    "two closes for stream {}",
+                    r.stream_id
+                );
+            }
+        }
+    }
+    assert!(open.is_empty(), "streams without close: {open:?}");
+    out
+}
+
+async fn wait(log: &proxy::audit::AuditLog, n: u64) {
+    tokio::time::timeout(Duration::from_secs(10), log.wait_written(n))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "only {} of {n} audit records were written",
+                log.stats().records_written
+            )
+        });
+}
+
+#[tokio::test]
+async fn mixed_run_has_one_open_and_one_close_per_stream_at_each_end() {
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "down".to_string(),
+        Service {
+            url: format!("http://127.0.0.1:{closed_port}").parse().unwrap(),
+            protocol: Protocol::Http1,
+            ca: None,
+        },
+    );
+    let topo = Topology::start_with(Options {
+        edge_policy: parse_policy(EDGE, Scope::Edge).unwrap(),
+        client_policy: parse_policy(CLIENT, Scope::Client).unwrap(),
+        extra_services: extra,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let client_log = topo.client.as_ref().unwrap().audit.clone();
+    let mut grpc = grpc_plaintext(topo.plaintext_addr, &topo.host("echo"))
+        .await
+        .unwrap();
+    let mut http = HttpCaller::plaintext(topo.plaintext_addr, false)
+        .await
+        .unwrap();
+
+    // 1. Allowed at both ends.
+    grpc.unary(EchoRequest {
+        text: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // 2. Denied at the edge.
+    let resp = http
+        .send(request(Method::GET, &topo.host("web"), "/admin", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // 3. Allowed at the edge, vetoed by the client.
+    let status = grpc
+        .bidi(tokio_stream::iter(vec![EchoRequest::default()]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // 4. Refused before any decision (non-canonical path) at the edge.
+    let resp = http
+        .send(request(Method::GET, &topo.host("web"), "/x/../admin", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    // 5. Failed upstream.
+    let resp = http
+        .send(request(Method::GET, &topo.host("down"), "/", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    // 6. Cancelled by the caller while the service hangs.
+    let mut hang = grpc.clone();
+    let call = tokio::spawn(async move {
+        hang.unary(EchoRequest {
+            hang: true,
+            ..Default::default()
+        })
+        .await
+    });
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        topo.upstream.observed.wait_requests(2),
+    )
+    .await
+    .unwrap();
+    call.abort();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        topo.upstream.observed.wait_cancelled(1),
+    )
+    .await
+    .unwrap();
+    // 7. Unknown tunnel.
+    let resp = http
+        .send(request(Method::GET, "web.nope.tunnel.local", "/", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // Edge saw 7 streams, the client 4 (1, 3, 5, 6).
+    wait(&topo.edge_audit_log, 14).await;
+    wait(&client_log, 8).await;
+    let edge = by_stream(&records(&topo.edge_audit));
+    let client = by_stream(&records(&topo.client_audit));
+    assert_eq!(edge.len(), 7, "{edge:#?}");
+    assert_eq!(client.len(), 4, "{client:#?}");
+
+    let find = |m: &BTreeMap<u64, (AuditRecord, AuditRecord)>, path: &str| {
+        m.values()
+            .find(|(o, _)| o.path == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("no stream for {path}"))
+    };
+    let (o, c) = find(&edge, "/tether.echo.v1.Echo/Unary");
+    assert_eq!(
+        (o.decision.as_deref(), o.rule.as_deref()),
+        (Some("allow"), Some("dev-all"))
+    );
+    assert_eq!(o.tunnel, "spiffe://tether.local/tunnel/demo");
+    assert_eq!(o.caller, "spiffe://tether.local/caller/dev");
+    assert!(c.bytes_in.unwrap() > 0 && c.bytes_out.unwrap() > 0);
+    let (o, c) = find(&edge, "/admin");
+    assert_eq!(
+        (o.decision.as_deref(), o.rule.as_deref()),
+        (Some("deny"), Some("no-admin"))
+    );
+    assert_eq!(c.http_status, Some(403));
+    let (o, _) = find(&edge, "/x/../admin");
+    assert_eq!(
+        (o.decision.as_deref(), o.reason.as_deref()),
+        (Some("refuse"), Some("bad-request"))
+    );
+    let (o, _) = find(&client, "/tether.echo.v1.Echo/Bidi");
+    assert_eq!(
+        (o.decision.as_deref(), o.rule.as_deref()),
+        (Some("deny"), Some("no-bidi"))
+    );
+    assert_eq!(o.side, "client");
+    let (_, c) = find(&client, "/");
+    assert_eq!(c.http_status, Some(502));
+    assert!(c.error.unwrap().contains("unreachable"));
+    let unary: Vec<_> = client
+        .values()
+        .filter(|(o, _)| o.path == "/tether.echo.v1.Echo/Unary")
+        .collect();
+    assert_eq!(unary.len(), 2);
+    assert!(
+        unary.iter().any(|(_, c)| c.error.is_some()),
+        "the cancelled call's close record names an error"
+    );
+    assert!(unary
+        .iter()
+        .any(|(_, c)| c.error.is_none() && c.grpc_status == Some(0)));
+    // Request ids correlate the two ends.
+    for (o, _) in client.values() {
+        assert!(
+            edge.values().any(|(e, _)| e.request_id == o.request_id),
+            "{o:?}"
+        );
+    }
+    verify_files(&[topo.edge_audit.clone()]).unwrap();
+    verify_files(&[topo.client_audit.clone()]).unwrap();
+    topo.shutdown().await;
+}
+
+/// A small tmpfs we can fill, or `None` where mounting is not permitted.
+struct SmallFs(PathBuf, #[allow(dead_code)] tempfile::TempDir);
+
+impl SmallFs {
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| SmallFs(dir.path().to_path_buf(), dir))
+    }
+
+    /// Fills the filesystem to the last byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&block[..1]).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+async fn refuses_while_full_then_recovers(edge_side: bool) {
+    let Some(fs) = SmallFs::mount() else {
+        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut opts = Options::default();
+    if edge_side {
+        opts.edge_audit_dir = Some(fs.0.clone());
+    } else {
+        opts.client_audit_dir = Some(fs.0.clone());
+    }
+    let topo = Topology::start_with(opts).await.unwrap();
+    let mut http = HttpCaller::plaintext(topo.plaintext_addr, false)
+        .await
+        .unwrap();
+    let host = topo.host("web");
+    let resp = http
+        .send(request(Method::GET, &host, "/hello", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = tether_tests::upstream::collect(resp.into_body())
+        .await
+        .unwrap();
+    let served = topo.upstream.observed.requests();
+
+    fs.fill();
+    // The log's last page may still have room for a few records; once a
+    // write fails, every new stream is refused while the disk stays full.
+    let mut served_while_filling = 0;
+    let mut refused = 0;
+    for _ in 0..500 {
+        let resp = http
+            .send(request(Method::GET, &host, "/hello", empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let unavailable = resp
+            .headers()
+            .get("tether-error")
+            .is_some_and(|v| v == "unavailable");
+        let body = tether_tests::upstream::collect(resp.into_body())
+            .await
+            .unwrap();
+        match status {
+            200 => {
+                assert_eq!(
+                    refused, 0,
+                    "served after the log had failed, with the disk still full"
+                );
+                served_while_filling += 1;
+            }
+            503 => {
+                assert!(unavailable);
+                assert!(String::from_utf8_lossy(&body).contains("audit log"));
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(refused, 3, "the audit log never reported the full disk");
+    let served = served + served_while_filling;
+    let mut grpc = grpc_plaintext(topo.plaintext_addr, &topo.host("echo"))
+        .await
+        .unwrap();
+    let status = grpc.unary(EchoRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(
+        topo.upstream.observed.requests(),
+        served,
+        "nothing is forwarded unaudited"
+    );
+    if edge_side {
+        assert!(!topo.edge_audit_log.healthy());
+    } else {
+        assert!(!topo.client.as_ref().unwrap().audit.healthy());
+    }
+
+    fs.free();
+    // Service resumes by itself: the next stream's write succeeds.
+    let resp = http
+        .send(request(Method::GET, &host, "/hello", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = tether_tests::upstream::collect(resp.into_body())
+        .await
+        .unwrap();
+    grpc.unary(EchoRequest::default()).await.unwrap();
+    let path = if edge_side {
+        topo.edge_audit.clone()
+    } else {
+        topo.client_audit.clone()
+    };
+    let log = if edge_side {
+        topo.edge_audit_log.clone()
+    } else {
+        topo.client.as_ref().unwrap().audit.clone()
+    };
+    assert!(log.healthy());
+    let written = log.stats().records_written;
+    wait(&log, written).await;
+    topo.shutdown().await;
+    verify_files(&[path]).expect("the chain survives the outage intact");
+}
+
+#[tokio::test]
+async fn a_full_disk_at_the_edge_refuses_streams_until_space_returns() {
+    refuses_while_full_then_recovers(true).await;
+}
+
+#[tokio::test]
+async fn a_full_disk_at_the_client_refuses_streams_until_space_returns() {
+    refuses_while_full_then_recovers(false).await;
+}
