@@ -248,8 +248,8 @@ async fn mixed_run_has_one_open_and_one_close_per_stream_at_each_end() {
             "{o:?}"
         );
     }
-    verify_files(&[topo.edge_audit.clone()]).unwrap();
-    verify_files(&[topo.client_audit.clone()]).unwrap();
+    verify_files(std::slice::from_ref(&topo.edge_audit)).unwrap();
+    verify_files(std::slice::from_ref(&topo.client_audit)).unwrap();
     topo.shutdown().await;
 }
 
