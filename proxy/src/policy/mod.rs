@@ -43,6 +43,8 @@ pub struct PolicyHandle {
     source: Option<PathBuf>,
     reloads: AtomicU64,
     failures: AtomicU64,
+    generation: tokio::sync::watch::Sender<u64>,
+    loaded_from: std::sync::Mutex<Option<reload::Fingerprint>>,
 }
 
 impl PolicyHandle {
@@ -50,9 +52,11 @@ impl PolicyHandle {
     pub fn new(policy: Policy, source: Option<PathBuf>) -> Arc<Self> {
         Arc::new(Self {
             current: RwLock::new(Arc::new(policy)),
-            source,
             reloads: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            generation: tokio::sync::watch::Sender::new(0),
+            loaded_from: std::sync::Mutex::new(source.as_deref().and_then(reload::fingerprint)),
+            source,
         })
     }
 
@@ -74,6 +78,12 @@ impl PolicyHandle {
             Err(poisoned) => *poisoned.into_inner() = new,
         }
         self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Notified on every swap (status pages, tests).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Re-reads the source file. An invalid file is refused and counted;
@@ -83,6 +93,7 @@ impl PolicyHandle {
             return Ok(());
         };
         let scope = self.current().scope;
+        self.set_fingerprint(reload::fingerprint(path));
         match load_policy(path, scope) {
             Ok(p) => {
                 self.swap(p);
@@ -93,6 +104,21 @@ impl PolicyHandle {
                 Err(e)
             }
         }
+    }
+
+    /// The fingerprint of the file as last examined.
+    pub(crate) fn fingerprint(&self) -> Option<reload::Fingerprint> {
+        *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_fingerprint(&self, f: Option<reload::Fingerprint>) {
+        *self
+            .loaded_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = f;
     }
 
     /// The file this policy is reloaded from.

@@ -14,7 +14,11 @@ use super::PolicyHandle;
 /// How often the file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+/// What identifies a version of the file without reading it.
+pub type Fingerprint = (SystemTime, u64);
+
+/// The file's modification time and size.
+pub fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }
@@ -41,7 +45,6 @@ pub async fn watch(handle: Arc<PolicyHandle>, interval: Duration, cancel: Cancel
     let Some(path) = handle.source().map(|p| p.to_path_buf()) else {
         return;
     };
-    let mut last = fingerprint(&path);
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -58,14 +61,9 @@ pub async fn watch(handle: Arc<PolicyHandle>, interval: Duration, cancel: Cancel
         let sighup = std::future::pending::<()>();
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = sighup => {
-                last = fingerprint(&path);
-                reload_now(&handle, "SIGHUP");
-            }
+            _ = sighup => reload_now(&handle, "SIGHUP"),
             _ = tokio::time::sleep(interval) => {
-                let now = fingerprint(&path);
-                if now != last {
-                    last = now;
+                if fingerprint(&path) != handle.fingerprint() {
                     reload_now(&handle, "file change");
                 }
             }

@@ -684,3 +684,49 @@ fn invalid_reload_keeps_the_old_policy() {
     assert_ne!(*handle.current(), *before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn file_changes_are_picked_up_and_bad_files_refused() {
+    let dir = std::env::temp_dir().join(format!("tether-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, CLIENT).unwrap();
+    let handle = PolicyHandle::new(
+        load_policy(&path, Scope::Client).unwrap(),
+        Some(path.clone()),
+    );
+    let mut changes = handle.subscribe();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let watcher = tokio::spawn(reload::watch(
+        handle.clone(),
+        std::time::Duration::from_millis(5),
+        cancel.clone(),
+    ));
+    // A different size is a different fingerprint even within one mtime tick.
+    std::fs::write(&path, format!("{CLIENT}\n# edited\n")).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
+        .await
+        .expect("the edit was not picked up")
+        .unwrap();
+    assert_eq!(handle.reloads(), 1);
+    // A broken edit is refused; the policy in force stays the last good one.
+    let good = handle.current();
+    std::fs::write(
+        &path,
+        "[[rule]]\nid = \"x\"\neffect = \"allow\"\ncallers = [\"*\"]\n",
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while handle.failures() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broken edit was never examined"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(*handle.current(), *good);
+    cancel.cancel();
+    watcher.await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
