@@ -78,6 +78,8 @@ pub struct Options {
     pub client_policy: Policy,
     /// Durability of both audit logs.
     pub audit_durability: Durability,
+    /// Durability of the client's audit log, when it differs from the edge's.
+    pub client_audit_durability: Option<Durability>,
     /// Directory for the edge's audit log (default: the topology's state dir).
     pub edge_audit_dir: Option<PathBuf>,
     /// Directory for the demo client's audit log (default: the state dir).
@@ -107,6 +109,7 @@ impl Default for Options {
             edge_policy: allow_all(Scope::Edge),
             client_policy: allow_all(Scope::Client),
             audit_durability: Durability::Always,
+            client_audit_durability: None,
             edge_audit_dir: None,
             client_audit_dir: None,
         }
@@ -198,7 +201,9 @@ impl Topology {
                 .unwrap_or_else(|| state_dir.path().join("audit"))
                 .join(format!("client-{TUNNEL}.log")),
             state_dir,
-            audit_durability: opts.audit_durability,
+            audit_durability: opts
+                .client_audit_durability
+                .unwrap_or(opts.audit_durability),
             edge: Some(edge),
             client: None,
             upstream,
