@@ -77,6 +77,33 @@ fn durability(a: Audit) -> Durability {
     }
 }
 
+/// CPU time (user + system) this process has used, from /proc.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here.
+    // Linux reports them in clock ticks of 1/100 s (USER_HZ).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// One measurement's figures.
+struct Figures {
+    calls_per_sec: f64,
+    cpu_us_per_call: f64,
+}
+
 /// Runs one measurement; returns completed calls per second.
 async fn measure(
     mode: Audit,
@@ -85,7 +112,7 @@ async fn measure(
     duration: Duration,
     size: usize,
     max_calls: u64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Figures> {
     let topo = Topology::start_with(Options {
         audit_durability: durability(mode),
         client_audit_durability: client_mode.map(durability),
@@ -106,6 +133,7 @@ async fn measure(
         c.unary(EchoRequest::default()).await?;
     }
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let mut workers = Vec::new();
     for i in 0..concurrency {
         let mut client = clients[i % clients.len()].clone();
@@ -144,6 +172,7 @@ async fn measure(
     }
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     for w in workers {
         let _ = w.await;
     }
@@ -159,7 +188,10 @@ async fn measure(
         audit_stats.records_written, audit_stats.syncs
     );
     topo.shutdown().await;
-    Ok(n as f64 / elapsed.as_secs_f64())
+    Ok(Figures {
+        calls_per_sec: n as f64 / elapsed.as_secs_f64(),
+        cpu_us_per_call: cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
+    })
 }
 
 async fn unary(
@@ -172,7 +204,7 @@ async fn unary(
     max_calls: u64,
 ) -> anyhow::Result<()> {
     proxy::telemetry::init("error");
-    let mut results: Vec<(Audit, Vec<f64>)> = modes.iter().map(|m| (*m, Vec::new())).collect();
+    let mut results: Vec<(Audit, Vec<Figures>)> = modes.iter().map(|m| (*m, Vec::new())).collect();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
         for (mode, figures) in results.iter_mut() {
@@ -193,20 +225,25 @@ async fn unary(
         format!("{m:?}").to_lowercase()
     });
     println!("unary, concurrency {concurrency}, {size}-byte payloads, {duration}s × {rounds} rounds, in-process topology, client audit: {client}");
-    println!("{:<10} {:>12} {:>12}", "audit", "calls/s", "vs first");
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
+    println!(
+        "{:<10} {:>12} {:>12} {:>24}",
+        "audit", "calls/s", "vs first", "CPU µs/call (process)"
+    );
+    let median = |v: Vec<f64>| {
+        let mut v = v;
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let base = median(&results[0].1);
+    let base = median(results[0].1.iter().map(|f| f.calls_per_sec).collect());
     for (mode, figures) in &results {
-        let m = median(figures);
+        let m = median(figures.iter().map(|f| f.calls_per_sec).collect());
+        let cpu = median(figures.iter().map(|f| f.cpu_us_per_call).collect());
         println!(
-            "{:<10} {:>12.0} {:>11.3}×",
+            "{:<10} {:>12.0} {:>11.3}× {:>24.1}",
             format!("{mode:?}").to_lowercase(),
             m,
-            m / base
+            m / base,
+            cpu
         );
     }
     Ok(())
