@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -414,6 +415,32 @@ impl Drop for Upstream {
 
 /// Starts the example upstream on `addr` (use port 0 in tests).
 pub async fn start(addr: SocketAddr) -> std::io::Result<Upstream> {
+    start_with(addr, None).await
+}
+
+/// Starts the example upstream serving TLS (HTTP/2 or HTTP/1.1 by ALPN)
+/// with the given certificate, so the client's `tls` service protocol can
+/// be exercised.
+pub async fn start_tls(
+    addr: SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<Upstream> {
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(proxy::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(start_with(addr, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await?)
+}
+
+async fn start_with(
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<Upstream> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let observed = Arc::new(Observed::default());
@@ -430,7 +457,7 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<Upstream> {
                 _ = stop.cancelled() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let (grpc, obs, stop) = (grpc.clone(), obs.clone(), stop.clone());
+            let (grpc, obs, stop, tls) = (grpc.clone(), obs.clone(), stop.clone(), tls.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let (grpc, obs) = (grpc.clone(), obs.clone());
@@ -453,10 +480,24 @@ pub async fn start(addr: SocketAddr) -> std::io::Result<Upstream> {
                     }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = stop.cancelled() => {}
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    }
+                    Some(acceptor) => {
+                        let Ok(stream) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    }
                 }
             });
         }

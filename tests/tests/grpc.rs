@@ -146,3 +146,97 @@ async fn all_four_kinds_over_plaintext_ingress() {
     exercise_all_kinds(&mut client, "URI=spiffe://tether.local/caller/dev").await;
     topo.shutdown().await;
 }
+
+#[tokio::test]
+async fn services_behind_tls_are_reached_with_http2_and_http1() {
+    use std::collections::BTreeMap;
+    use tether_tests::callers::{empty, request, HttpCaller};
+    use tunnel_client::config::{Protocol, Service};
+    let pki = tether_tests::topology::Pki::new().unwrap();
+    // The data-plane service's own certificate, from a CA the client trusts.
+    let mut spec = certs::LeafSpec::new(IdentityKind::Edge, "svc");
+    spec.dns_names = vec!["localhost".into()];
+    let svc_cert = pki.ca.issue(&spec).unwrap();
+    let secure = tether_tests::upstream::start_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        &svc_cert.cert_pem,
+        &svc_cert.key_pem,
+    )
+    .await
+    .unwrap();
+    // And one whose CA the client does not trust.
+    let other = tether_tests::topology::Pki::new()
+        .unwrap()
+        .ca
+        .issue(&spec)
+        .unwrap();
+    let untrusted = tether_tests::upstream::start_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        &other.cert_pem,
+        &other.key_pem,
+    )
+    .await
+    .unwrap();
+    let mut extra = BTreeMap::new();
+    for (name, port) in [
+        ("secure", secure.addr.port()),
+        ("untrusted", untrusted.addr.port()),
+    ] {
+        extra.insert(
+            name.to_string(),
+            Service {
+                url: format!("https://localhost:{port}").parse().unwrap(),
+                protocol: Protocol::Tls,
+                ca: Some(pki.roots().unwrap()),
+            },
+        );
+    }
+    let topo = tether_tests::topology::Topology::start_with(tether_tests::topology::Options {
+        extra_services: extra,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // gRPC: ALPN picks HTTP/2 towards the service.
+    let mut client = grpc_plaintext(topo.plaintext_addr, &topo.host("secure"))
+        .await
+        .unwrap();
+    exercise_all_kinds(&mut client, "URI=spiffe://tether.local/caller/dev").await;
+    // Plain HTTP over the same TLS service.
+    let mut http = HttpCaller::plaintext(topo.plaintext_addr, false)
+        .await
+        .unwrap();
+    let resp = http
+        .send(request(http::Method::GET, &topo.host("secure"), "/hello", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(secure.observed.requests() > 0);
+    assert_eq!(
+        topo.upstream.observed.requests(),
+        0,
+        "calls went to the TLS service, not the plain one"
+    );
+
+    // A service whose certificate the client does not trust is unreachable, and says why.
+    let resp = http
+        .send(
+            request(
+                http::Method::GET,
+                &topo.host("untrusted"),
+                "/hello",
+                empty(),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let body = tether_tests::upstream::collect(resp.into_body())
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("certificate"), "{body}");
+    assert_eq!(untrusted.observed.requests(), 0);
+    topo.shutdown().await;
+}
