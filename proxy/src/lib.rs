@@ -16,6 +16,7 @@ pub mod limits;
 pub mod policy;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;
 pub mod wire;
 
 pub use identity::SpiffeId;

@@ -240,6 +240,7 @@ impl Topology {
                 url: base.clone(),
                 protocol: Protocol::H2c,
                 ca: None,
+                client_identity: None,
             },
         );
         services.insert(
@@ -248,6 +249,7 @@ impl Topology {
                 url: base,
                 protocol: Protocol::Http1,
                 ca: None,
+                client_identity: None,
             },
         );
         services.extend(opts.extra_services.clone());

@@ -109,6 +109,7 @@ async fn mixed_run_has_one_open_and_one_close_per_stream_at_each_end() {
             url: format!("http://127.0.0.1:{closed_port}").parse().unwrap(),
             protocol: Protocol::Http1,
             ca: None,
+            client_identity: None,
         },
     );
     let topo = Topology::start_with(Options {

@@ -188,6 +188,7 @@ async fn services_behind_tls_are_reached_with_http2_and_http1() {
                 url: format!("https://localhost:{port}").parse().unwrap(),
                 protocol: Protocol::Tls,
                 ca: Some(pki.roots().unwrap()),
+                client_identity: None,
             },
         );
     }

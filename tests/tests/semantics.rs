@@ -77,6 +77,7 @@ fn service(addr: SocketAddr, protocol: Protocol) -> Service {
         url: format!("http://{addr}").parse().unwrap(),
         protocol,
         ca: None,
+        client_identity: None,
     }
 }
 

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Uri;
 use proxy::audit::{AuditConfig, Side};
 use proxy::config::{load_toml, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits};
 use proxy::policy::{load_policy, Policy, PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
+use proxy::upstream::{specs_from_raw, RawUpstream};
+pub use proxy::upstream::{Protocol, UpstreamSpec as Service};
 use proxy::Limits;
 use rustls::RootCertStore;
 use serde::Deserialize;
@@ -24,7 +25,7 @@ pub struct RawConfig {
     pub edge: RawEdge,
     /// `[services.<name>]`
     #[serde(default)]
-    pub services: BTreeMap<String, RawService>,
+    pub services: BTreeMap<String, RawUpstream>,
     /// `[labels]`: free-form, sent in HELLO.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -76,19 +77,6 @@ pub struct RawEdge {
     pub server_name: Option<String>,
 }
 
-/// `[services.<name>]`: one local service callers may reach.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawService {
-    /// `http://host:port` or `https://host:port`.
-    pub url: String,
-    /// `http1`, `h2c` or `tls` (HTTP/2 or 1.1 by ALPN); default from the URL
-    /// scheme (`http` → `http1`, `https` → `tls`).
-    pub protocol: Option<String>,
-    /// PEM CA bundle for `tls` services.
-    pub ca: Option<PathBuf>,
-}
-
 /// `[reconnect]`: redial backoff.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,28 +85,6 @@ pub struct RawReconnect {
     pub initial_backoff_ms: Option<u64>,
     /// Largest delay (default 30 s).
     pub max_backoff_ms: Option<u64>,
-}
-
-/// How a local service is spoken to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// HTTP/1.1 over TCP.
-    Http1,
-    /// HTTP/2 over TCP with prior knowledge (gRPC servers).
-    H2c,
-    /// TLS, HTTP/2 or HTTP/1.1 by ALPN.
-    Tls,
-}
-
-/// One validated local service.
-#[derive(Debug, Clone)]
-pub struct Service {
-    /// Scheme and authority requests are sent to.
-    pub url: Uri,
-    /// How to speak to it.
-    pub protocol: Protocol,
-    /// CAs for `Tls` services.
-    pub ca: Option<Arc<RootCertStore>>,
 }
 
 /// Validated client configuration. Tests build this directly.
@@ -206,15 +172,7 @@ impl Config {
                 "no service configured; add [services.<name>] with url = \"http://127.0.0.1:PORT\"",
             );
         }
-        for (name, svc) in raw.services {
-            let key = format!("services.{name}");
-            if let Err(e) = validate_label(&name) {
-                errors.push(&key, format!("service name {e}"));
-            }
-            if let Some(s) = service(&key, svc, base, &mut errors) {
-                services.insert(name, s);
-            }
-        }
+        services.extend(specs_from_raw("services", raw.services, base, &mut errors));
         let initial_backoff =
             Duration::from_millis(raw.reconnect.initial_backoff_ms.unwrap_or(200));
         let max_backoff = Duration::from_millis(raw.reconnect.max_backoff_ms.unwrap_or(30_000));
@@ -271,81 +229,4 @@ fn split_host(address: &str) -> Option<&str> {
     port.parse::<u16>().ok()?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     (!host.is_empty()).then_some(host)
-}
-
-/// Service names are host labels at the edge: 1–63 of `a-z 0-9 -`.
-pub fn validate_label(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 63 {
-        return Err("must be 1 to 63 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        || name.starts_with('-')
-        || name.ends_with('-')
-    {
-        return Err("may hold only a-z, 0-9 and - (not at either end)");
-    }
-    Ok(())
-}
-
-fn service(key: &str, raw: RawService, base: &Path, errors: &mut ConfigErrors) -> Option<Service> {
-    let url: Uri = match raw.url.parse() {
-        Ok(u) => u,
-        Err(e) => {
-            errors.push(&format!("{key}.url"), format!("'{}': {e}", raw.url));
-            return None;
-        }
-    };
-    let scheme = url.scheme_str().unwrap_or("");
-    if url.authority().is_none() || !matches!(scheme, "http" | "https") {
-        errors.push(
-            &format!("{key}.url"),
-            format!(
-                "'{}' must be http://host:port or https://host:port",
-                raw.url
-            ),
-        );
-        return None;
-    }
-    if url.path() != "/" && !url.path().is_empty() {
-        errors.push(
-            &format!("{key}.url"),
-            "paths are not supported; callers' paths are forwarded as they are",
-        );
-    }
-    let protocol = match raw.protocol.as_deref() {
-        None if scheme == "https" => Protocol::Tls,
-        None => Protocol::Http1,
-        Some("http1") => Protocol::Http1,
-        Some("h2c") => Protocol::H2c,
-        Some("tls") => Protocol::Tls,
-        Some(other) => {
-            errors.push(
-                &format!("{key}.protocol"),
-                format!("'{other}' is not one of http1, h2c, tls"),
-            );
-            return None;
-        }
-    };
-    if (protocol == Protocol::Tls) != (scheme == "https") {
-        errors.push(
-            &format!("{key}.protocol"),
-            "use https:// URLs with protocol tls, and http:// with http1 or h2c",
-        );
-    }
-    let ca = match (&raw.ca, protocol) {
-        (Some(path), _) => load_trust_bundle(&base.join(path))
-            .map_err(|e| errors.push(&format!("{key}.ca"), e))
-            .ok(),
-        (None, Protocol::Tls) => {
-            errors.push(
-                &format!("{key}.ca"),
-                "tls services need a CA bundle (ca = \"path/to/ca.pem\")",
-            );
-            None
-        }
-        (None, _) => None,
-    };
-    Some(Service { url, protocol, ca })
 }

@@ -146,7 +146,7 @@ pub async fn connect_once(
 /// Serves one registered connection until it closes or `cancel` fires.
 async fn serve_connection(
     conn: &quinn::Connection,
-    edge: SpiffeId,
+    _edge: SpiffeId,
     mut control: FrameReader,
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
@@ -156,10 +156,10 @@ async fn serve_connection(
         tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    let (shared, edge) = (shared.clone(), edge.clone());
+                    let shared = shared.clone();
                     // Each stream ends on its own; the connection closing
                     // resets it, so it cannot outlive the connection.
-                    tokio::spawn(crate::serve::handle_stream(send, recv, shared, edge).in_current_span());
+                    tokio::spawn(crate::serve::handle_stream(send, recv, shared).in_current_span());
                 }
                 Err(e) => {
                     warn!(error = %e, "tunnel connection lost");

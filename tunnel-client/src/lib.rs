@@ -3,13 +3,12 @@
 //! The client dials out to an edge over QUIC with mutual TLS ([`dial`]),
 //! registers the services it offers, and serves every stream the edge opens
 //! by forwarding it to the local service ([`serve`]) through pooled HTTP
-//! clients ([`upstream`]). It never listens for inbound connections from
+//! clients (`proxy::upstream`). It never listens for inbound connections from
 //! outside. [`build`] starts it and returns a [`Bound`].
 
 pub mod config;
 pub mod dial;
 pub mod serve;
-pub mod upstream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,7 +31,7 @@ pub struct Shared {
     /// The validated configuration.
     pub config: Config,
     /// Pooled clients per local service.
-    pub upstreams: HashMap<String, upstream::Upstream>,
+    pub upstreams: HashMap<String, proxy::upstream::Upstream>,
     /// Our half of the live control stream (for GOAWAY), if connected.
     pub control_send: Mutex<Option<quinn::SendStream>>,
     /// Where every stream is recorded before it is forwarded.
@@ -131,7 +130,7 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
             .map_err(|_| BuildError::Bind(std::io::Error::other("bad bind")))?
     };
     let endpoint = quinn::Endpoint::client(bind).map_err(BuildError::Bind)?;
-    let upstreams = upstream::build(&config.services, &config.limits)?;
+    let upstreams = proxy::upstream::build(&config.services, &config.limits)?;
     let admin = match config.admin_listen {
         Some(addr) => {
             let std = std::net::TcpListener::bind(addr).map_err(|e| BuildError::Admin(addr, e))?;

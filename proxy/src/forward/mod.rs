@@ -7,6 +7,7 @@
 //! ([`error`]) and to HTTP/gRPC statuses ([`status`]) so that callers see
 //! what they would see without the tunnel.
 
+pub mod accept;
 pub mod body;
 pub mod error;
 pub mod guard;

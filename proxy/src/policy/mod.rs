@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 
 pub use canonical::{canonical_authority, canonical_path, InputError};
 pub use eval::{decide, explain, RuleTrace};
-pub use model::{Decision, Effect, Outcome, Policy, Rule, Scope, Subject};
+pub use model::{Decision, Effect, Outcome, Permit, Policy, Rule, Scope, Subject};
 pub use parse::{parse_policy, PolicyErrors};
 
 /// Loads a policy file.

@@ -128,3 +128,27 @@ impl Decision {
         self.rule.as_deref().unwrap_or("default-deny")
     }
 }
+
+/// Proof that a stream was decided on and allowed, carrying the decision.
+/// Forwarding takes one; the only way to get one is [`Permit::from_decision`],
+/// so a path that skips the decision does not compile.
+#[derive(Debug)]
+pub struct Permit {
+    decision: Decision,
+}
+
+impl Permit {
+    /// A permit for an allowing decision, or the decision back if it denies.
+    pub fn from_decision(decision: Decision) -> Result<Permit, Decision> {
+        if decision.permits() {
+            Ok(Permit { decision })
+        } else {
+            Err(decision)
+        }
+    }
+
+    /// The decision behind it (allow or would-deny) and its rule.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
