@@ -2,8 +2,8 @@
 //! stream, send OPEN and the body, and turn the answer back into an HTTP
 //! response whose body streams from the tunnel.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -11,31 +11,17 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use proxy::audit::stream::StreamAudit;
 use proxy::audit::AuditEvent;
-use proxy::forward::head::{
-    content_length, is_grpc, open_for_request, request_authority, request_id, response_for_frame,
-};
-use proxy::forward::observe::{AuditedBody, Counted};
-use proxy::forward::{
-    pump_body, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody, SendGuard,
-    StreamError, TunnelBody,
-};
-use proxy::policy::{canonical_authority, canonical_path, Decision, PolicyHandle, Subject};
-use proxy::wire::Frame;
+use proxy::forward::head::{is_grpc, request_authority, request_id};
+use proxy::forward::observe::AuditedBody;
+use proxy::forward::open::{grpc_timeout, open_call, OpenFailure, Target};
+use proxy::forward::{BoxError, CallError, HttpBody};
+use proxy::policy::{canonical_authority, canonical_path, Decision, Permit, PolicyHandle, Subject};
 use proxy::SpiffeId;
-use std::sync::atomic::Ordering;
-use tracing::{debug, Instrument};
+use tracing::debug;
 
 use crate::registry::Lookup;
 use crate::route::route_for_host;
 use crate::Shared;
-
-/// Proof that a call was decided on and allowed, carrying the decision.
-/// Forwarding takes one, so a path that skips the decision does not compile.
-#[derive(Debug)]
-pub struct Permit {
-    /// The decision that allowed it (allow or would-deny) and its rule.
-    pub decision: Decision,
-}
 
 /// What a call is, once its inputs have been validated strictly.
 pub struct CallTarget<'a> {
@@ -68,15 +54,13 @@ pub fn decide(policy: &PolicyHandle, t: &CallTarget<'_>) -> Result<Permit, (Call
             grpc: t.grpc,
         },
     );
-    if decision.permits() {
-        Ok(Permit { decision })
-    } else {
+    Permit::from_decision(decision).map_err(|decision| {
         let reason = match &decision.rule {
             Some(rule) => format!("rule '{rule}' denies this call"),
             None => "no rule allows this call (default deny)".to_string(),
         };
-        Err((CallError::Denied { reason }, decision))
-    }
+        (CallError::Denied { reason }, decision)
+    })
 }
 
 /// Handles one request; refusals become HTTP/gRPC error responses. An `Err`
@@ -112,7 +96,7 @@ where
             ending.grpc_status = grpc_status(resp.headers());
             Ok(resp.map(|body| AuditedBody::new(body, audit).boxed_unsync()))
         }
-        Err(Failure::Refused(e)) => {
+        Err(OpenFailure::Refused(e)) => {
             debug!(error = %e, code = e.code(), "call refused");
             if !audit.is_open() {
                 let _ = audit.open("refuse", None, Some(e.code().to_string())).await;
@@ -125,7 +109,7 @@ where
             audit.close().await;
             Ok(resp)
         }
-        Err(Failure::Reset(e)) => {
+        Err(OpenFailure::Reset(e)) => {
             audit.ending_mut().error = Some(e.to_string());
             audit.close().await;
             if h2_caller {
@@ -182,35 +166,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
-enum Failure {
-    Refused(CallError),
-    Reset(StreamError),
-}
-
-impl From<CallError> for Failure {
-    fn from(e: CallError) -> Self {
-        Failure::Refused(e)
-    }
-}
-
-/// Parses a gRPC `grpc-timeout` header (`<digits><unit>`).
-pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let v = headers.get("grpc-timeout")?.to_str().ok()?;
-    if v.len() < 2 || v.len() > 9 {
-        return None;
-    }
-    let (digits, unit) = v.split_at(v.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
+type Failure = OpenFailure;
 
 async fn forward<B>(
     req: Request<B>,
@@ -300,117 +256,20 @@ where
     // Durable before the first byte is forwarded, or nothing is forwarded.
     audit
         .open(
-            permit.decision.label(),
-            permit.decision.rule.as_deref(),
+            permit.decision().label(),
+            permit.decision().rule.as_deref(),
             None,
         )
         .await
         .map_err(|e| CallError::Unavailable {
             reason: format!("audit log cannot be written ({e}); refusing to forward unaudited"),
         })?;
-    let span = tracing::debug_span!("call", request_id = %rid, tunnel = %route.tunnel, service = %route.service);
-    let deadline = grpc_timeout(&parts.headers);
-
-    let (send, recv) =
-        match tokio::time::timeout(limits.handshake_timeout, tunnel.conn.open_bi()).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(CallError::TunnelFailure {
-                    reason: e.to_string(),
-                }
-                .into())
-            }
-            Err(_) => {
-                return Err(CallError::Overloaded {
-                    reason: format!("tunnel '{}' has no free stream", route.tunnel),
-                }
-                .into())
-            }
-        };
-    let mut send = SendGuard::new(send);
-    let body_empty = body.is_end_stream();
-    let open = open_for_request(&parts, &route.service, caller.as_str(), rid, body_empty);
-    if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
-        return Err(CallError::TunnelFailure {
-            reason: e.to_string(),
-        }
-        .into());
-    }
-    let pump = if body_empty {
-        let _ = send.finish();
-        None
-    } else {
-        let (body, bytes_in) = Counted::new(body);
-        audit.count_in(bytes_in);
-        let wire = limits.wire;
-        let task = tokio::spawn(
-            async move {
-                // A caller's body failing means the caller gave up.
-                let outcome = pump_body(
-                    body,
-                    &mut send,
-                    &wire,
-                    proxy::wire::codes::stream::CANCELLED,
-                )
-                .await;
-                debug!(?outcome, "request body done");
-            }
-            .instrument(span.clone()),
-        );
-        Some(AbortOnDrop(task))
+    let target = Target {
+        service: &route.service,
+        caller: caller.as_str(),
+        request_id: rid,
+        peer: &route.tunnel,
+        deadline: grpc_timeout(&parts.headers),
     };
-
-    let mut reader = FrameReader::new(recv, limits.wire);
-    let head_timeout = deadline.unwrap_or(limits.response_timeout);
-    let head = match tokio::time::timeout(head_timeout, reader.next()).await {
-        Ok(head) => head,
-        Err(_) => {
-            reader.stop(proxy::wire::codes::stream::TIMEOUT);
-            return Err(CallError::UpstreamTimeout {
-                reason: format!(
-                    "no response from '{}' within {head_timeout:?}",
-                    route.service
-                ),
-            }
-            .into());
-        }
-    };
-    match head {
-        Ok(Some(Frame::Response(resp))) => {
-            let mut body = TunnelBody::new(reader, content_length(&resp.headers));
-            if let Some(pump) = pump {
-                body = body.tie(pump);
-            }
-            let body = body.map_err(BoxError::from).boxed_unsync();
-            Ok(response_for_frame(*resp, body))
-        }
-        Ok(Some(Frame::Refuse(r))) => {
-            Err(CallError::from_refuse(r, &route.tunnel, &route.service).into())
-        }
-        Ok(Some(other)) => {
-            // A protocol violation on a data stream: stop it with PROTOCOL
-            // (docs/protocol.md) rather than the NO_ERROR of a plain drop.
-            reader.stop(proxy::wire::codes::stream::PROTOCOL);
-            Err(CallError::TunnelFailure {
-                reason: format!(
-                    "tunnel client sent {} before a response",
-                    other.frame_type()
-                ),
-            }
-            .into())
-        }
-        Ok(None) => Err(CallError::TunnelFailure {
-            reason: "tunnel stream closed before a response".into(),
-        }
-        .into()),
-        Err(e @ StreamError::Reset { .. }) => Err(Failure::Reset(e)),
-        Err(e) => {
-            // Malformed or oversized frame: tell the tunnel why (PROTOCOL).
-            reader.stop(e.code_for_peer());
-            Err(CallError::TunnelFailure {
-                reason: e.to_string(),
-            }
-            .into())
-        }
-    }
+    open_call(&tunnel.conn, &parts, body, target, &limits, audit, &permit).await
 }

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod head;
 pub mod headers;
 pub mod observe;
+pub mod open;
 pub mod pump;
 pub mod reader;
 pub mod status;

@@ -1,0 +1,190 @@
+//! The opening side of a stream, shared by the two places that carry a
+//! caller's request into the tunnel: the edge for control-plane callers
+//! (ingress) and the tunnel client for data-plane workloads (egress). The
+//! caller has been routed, decided on and audited before this runs.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tracing::{debug, Instrument};
+
+use super::head::{content_length, open_for_request, response_for_frame};
+use super::observe::Counted;
+use super::{
+    pump_body, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody, SendGuard,
+    StreamError, TunnelBody,
+};
+use crate::audit::stream::StreamAudit;
+use crate::policy::Permit;
+use crate::wire::{codes, Frame};
+use crate::Limits;
+
+/// Why a call through the tunnel did not produce a response.
+#[derive(Debug)]
+pub enum OpenFailure {
+    /// Refused (by the far end or here) before a response: answer with a status.
+    Refused(CallError),
+    /// The far end reset the stream before its response head: reset the caller.
+    Reset(StreamError),
+}
+
+impl From<CallError> for OpenFailure {
+    fn from(e: CallError) -> Self {
+        OpenFailure::Refused(e)
+    }
+}
+
+/// What the opened stream is for.
+pub struct Target<'a> {
+    /// Service (ingress) or upstream (egress) name at the far end.
+    pub service: &'a str,
+    /// The caller as the far end should know it: a verified SPIFFE ID for
+    /// ingress, the workload label for egress.
+    pub caller: &'a str,
+    /// The request id shared by both ends' logs.
+    pub request_id: &'a str,
+    /// Names the far end in messages (tunnel name, or "edge").
+    pub peer: &'a str,
+    /// A gRPC deadline: the response head is awaited this long instead of
+    /// the configured response timeout.
+    pub deadline: Option<Duration>,
+}
+
+/// Opens one stream on `conn`, sends OPEN and the body (concurrently with
+/// reading the answer), and returns the response whose body streams from the
+/// tunnel. The `Permit` proves the call was decided on and audited.
+pub async fn open_call<B>(
+    conn: &quinn::Connection,
+    parts: &request::Parts,
+    body: B,
+    target: Target<'_>,
+    limits: &Limits,
+    audit: &mut StreamAudit,
+    _permit: &Permit,
+) -> Result<Response<HttpBody>, OpenFailure>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let span = tracing::debug_span!("call", request_id = %target.request_id, peer = %target.peer, service = %target.service);
+    let (send, recv) = match tokio::time::timeout(limits.handshake_timeout, conn.open_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(CallError::TunnelFailure {
+                reason: e.to_string(),
+            }
+            .into())
+        }
+        Err(_) => {
+            return Err(CallError::Overloaded {
+                reason: format!("the tunnel to '{}' has no free stream", target.peer),
+            }
+            .into())
+        }
+    };
+    let mut send = SendGuard::new(send);
+    let body_empty = body.is_end_stream();
+    let open = open_for_request(
+        parts,
+        target.service,
+        target.caller,
+        target.request_id,
+        body_empty,
+    );
+    if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
+        return Err(CallError::TunnelFailure {
+            reason: e.to_string(),
+        }
+        .into());
+    }
+    let pump = if body_empty {
+        let _ = send.finish();
+        None
+    } else {
+        let (body, bytes_in) = Counted::new(body);
+        audit.count_in(bytes_in);
+        let wire = limits.wire;
+        let task = tokio::spawn(
+            async move {
+                // A caller's body failing means the caller gave up.
+                let outcome = pump_body(body, &mut send, &wire, codes::stream::CANCELLED).await;
+                debug!(?outcome, "request body done");
+            }
+            .instrument(span),
+        );
+        Some(AbortOnDrop(task))
+    };
+
+    let mut reader = FrameReader::new(recv, limits.wire);
+    let head_timeout = target.deadline.unwrap_or(limits.response_timeout);
+    let head = match tokio::time::timeout(head_timeout, reader.next()).await {
+        Ok(head) => head,
+        Err(_) => {
+            reader.stop(codes::stream::TIMEOUT);
+            return Err(CallError::UpstreamTimeout {
+                reason: format!(
+                    "no response from '{}' within {head_timeout:?}",
+                    target.service
+                ),
+            }
+            .into());
+        }
+    };
+    match head {
+        Ok(Some(Frame::Response(resp))) => {
+            let mut body = TunnelBody::new(reader, content_length(&resp.headers));
+            if let Some(pump) = pump {
+                body = body.tie(pump);
+            }
+            let body = body.map_err(BoxError::from).boxed_unsync();
+            Ok(response_for_frame(*resp, body))
+        }
+        Ok(Some(Frame::Refuse(r))) => {
+            Err(CallError::from_refuse(r, target.peer, target.service).into())
+        }
+        Ok(Some(other)) => {
+            // A protocol violation on a data stream: stop it with PROTOCOL
+            // (docs/protocol.md) rather than the NO_ERROR of a plain drop.
+            reader.stop(codes::stream::PROTOCOL);
+            Err(CallError::TunnelFailure {
+                reason: format!("the far end sent {} before a response", other.frame_type()),
+            }
+            .into())
+        }
+        Ok(None) => Err(CallError::TunnelFailure {
+            reason: "tunnel stream closed before a response".into(),
+        }
+        .into()),
+        Err(e @ StreamError::Reset { .. }) => Err(OpenFailure::Reset(e)),
+        Err(e) => {
+            // Malformed or oversized frame: tell the far end why (PROTOCOL).
+            reader.stop(e.code_for_peer());
+            Err(CallError::TunnelFailure {
+                reason: e.to_string(),
+            }
+            .into())
+        }
+    }
+}
+
+/// Parses a gRPC `grpc-timeout` header (`<digits><unit>`).
+pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
