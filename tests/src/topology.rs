@@ -80,6 +80,15 @@ pub struct Options {
     pub audit_durability: Durability,
     /// Durability of the client's audit log, when it differs from the edge's.
     pub client_audit_durability: Option<Durability>,
+    /// The edge's egress policy (default: [`allow_all`]).
+    pub edge_egress_policy: Policy,
+    /// The client's egress policy (default: [`allow_all`]).
+    pub client_egress_policy: Policy,
+    /// Extra edge upstreams by name (besides `cp-echo` → the control-plane
+    /// example upstream over h2c and `cp-web` → the same over HTTP/1.1).
+    pub extra_upstreams: BTreeMap<String, Service>,
+    /// The workload label of the client's egress listener.
+    pub egress_workload: Option<String>,
     /// Directory for the edge's audit log (default: the topology's state dir).
     pub edge_audit_dir: Option<PathBuf>,
     /// Directory for the demo client's audit log (default: the state dir).
@@ -110,6 +119,10 @@ impl Default for Options {
             client_policy: allow_all(Scope::Client),
             audit_durability: Durability::Always,
             client_audit_durability: None,
+            edge_egress_policy: allow_all(Scope::Egress),
+            client_egress_policy: allow_all(Scope::Egress),
+            extra_upstreams: BTreeMap::new(),
+            egress_workload: Some("app".into()),
             edge_audit_dir: None,
             client_audit_dir: None,
         }
@@ -124,8 +137,14 @@ pub struct Topology {
     pub edge: Option<tunnel_server::Bound>,
     /// The tunnel client.
     pub client: Option<tunnel_client::Bound>,
-    /// The example upstream.
+    /// The example upstream in the data plane (behind the tunnel).
     pub upstream: Upstream,
+    /// The example upstream in the control plane (egress target).
+    pub cp_upstream: Upstream,
+    /// The client's egress proxy listener (when a client was started).
+    pub egress_addr: Option<SocketAddr>,
+    /// The edge's live egress policy.
+    pub edge_egress_policy: Arc<PolicyHandle>,
     /// Edge QUIC address.
     pub tunnel_addr: SocketAddr,
     /// Edge mTLS ingress address.
@@ -171,6 +190,22 @@ impl Topology {
         let mut edge_audit_cfg = AuditConfig::new(&edge_audit, Side::Edge);
         edge_audit_cfg.durability = opts.audit_durability;
         let upstream = upstream::start("127.0.0.1:0".parse()?).await?;
+        let cp_upstream = upstream::start("127.0.0.1:0".parse()?).await?;
+        let cp_base: http::Uri = format!("http://{}", cp_upstream.addr).parse()?;
+        let mut upstreams = BTreeMap::new();
+        for (name, protocol) in [("cp-echo", Protocol::H2c), ("cp-web", Protocol::Http1)] {
+            upstreams.insert(
+                name.to_string(),
+                Service {
+                    url: cp_base.clone(),
+                    protocol,
+                    ca: None,
+                    client_identity: None,
+                },
+            );
+        }
+        upstreams.extend(opts.extra_upstreams.clone());
+        let edge_egress_policy = PolicyHandle::new(opts.edge_egress_policy.clone(), None);
         let edge_cert = pki.leaf(IdentityKind::Edge, "edge-1")?;
         let edge_cfg = tunnel_server::Config {
             edge_id: "edge-1".into(),
@@ -182,6 +217,8 @@ impl Topology {
             ingress_listen: Some("127.0.0.1:0".parse()?),
             plaintext: Some(("127.0.0.1:0".parse()?, SpiffeId::parse(DEV_CALLER)?)),
             policy: PolicyHandle::new(opts.edge_policy.clone(), None),
+            egress_policy: edge_egress_policy.clone(),
+            upstreams,
             audit: edge_audit_cfg,
             admin_listen: None,
             limits: opts.limits,
@@ -207,6 +244,9 @@ impl Topology {
             edge: Some(edge),
             client: None,
             upstream,
+            cp_upstream,
+            egress_addr: None,
+            edge_egress_policy,
             pki,
             edge_cert,
             edge_policy,
@@ -219,6 +259,7 @@ impl Topology {
             let mut client = tunnel_client::build(cfg)?;
             client.connected().await;
             topo.registry.wait_live(TUNNEL).await;
+            topo.egress_addr = client.egress_addrs.first().copied();
             topo.client = Some(client);
         }
         Ok(topo)
@@ -263,6 +304,11 @@ impl Topology {
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
             policy: PolicyHandle::new(opts.client_policy.clone(), None),
+            egress_policy: PolicyHandle::new(opts.client_egress_policy.clone(), None),
+            egress_listeners: vec![tunnel_client::config::EgressListener {
+                listen: "127.0.0.1:0".parse()?,
+                workload: opts.egress_workload.clone(),
+            }],
             audit: {
                 let mut a = AuditConfig::new(
                     self.state_dir

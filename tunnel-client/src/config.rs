@@ -35,6 +35,9 @@ pub struct RawConfig {
     /// `[policy]`
     #[serde(default)]
     pub policy: RawPolicy,
+    /// `[egress]`
+    #[serde(default)]
+    pub egress: RawEgress,
     /// `[audit]`
     #[serde(default)]
     pub audit: RawAudit,
@@ -44,6 +47,44 @@ pub struct RawConfig {
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
+}
+
+/// `[egress]`: the local proxy data-plane workloads use to reach
+/// control-plane upstreams through the tunnel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgress {
+    /// The client's own egress policy (docs/policy.md, egress scope).
+    /// Without one every egress call is denied here.
+    pub policy: Option<PathBuf>,
+    /// `[[egress.listener]]`: proxy listeners for workloads.
+    #[serde(default)]
+    pub listener: Vec<RawEgressListener>,
+}
+
+/// `[[egress.listener]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgressListener {
+    /// TCP address; loopback unless `allow_remote`.
+    pub listen: String,
+    /// Label for the workloads using this listener; recorded in audit and
+    /// matched by egress policies (`workloads`).
+    pub workload: Option<String>,
+    /// Permit a non-loopback address (a standalone client serving several
+    /// workloads); anyone who can reach it can call the control plane as
+    /// this tunnel.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// One validated egress listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressListener {
+    /// Where it listens.
+    pub listen: std::net::SocketAddr,
+    /// The workload label, if any.
+    pub workload: Option<String>,
 }
 
 /// `[policy]`: the data-plane owner's veto over what callers may reach.
@@ -112,6 +153,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Admin listener (`/healthz`, `/readyz`).
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// The client's own egress policy.
+    pub egress_policy: Arc<PolicyHandle>,
+    /// Egress proxy listeners.
+    pub egress_listeners: Vec<EgressListener>,
     /// Every bound.
     pub limits: Limits,
 }
@@ -198,6 +243,43 @@ impl Config {
             }
             None => PolicyHandle::new(Policy::deny_all(Scope::Client), None),
         };
+        let egress_policy = match &raw.egress.policy {
+            Some(file) => {
+                let path = base.join(file);
+                match load_policy(&path, Scope::Egress) {
+                    Ok(p) => PolicyHandle::new(p, Some(path)),
+                    Err(e) => {
+                        for msg in e.0 {
+                            errors.push("egress.policy", msg);
+                        }
+                        PolicyHandle::new(Policy::deny_all(Scope::Egress), None)
+                    }
+                }
+            }
+            None => PolicyHandle::new(Policy::deny_all(Scope::Egress), None),
+        };
+        let mut egress_listeners = Vec::new();
+        for (i, l) in raw.egress.listener.iter().enumerate() {
+            let key = format!("egress.listener[{i}]");
+            let Some(addr) = socket_addr(&format!("{key}.listen"), &l.listen, &mut errors) else {
+                continue;
+            };
+            if !addr.ip().is_loopback() && !l.allow_remote {
+                errors.push(
+                    &format!("{key}.listen"),
+                    "egress listeners bind to loopback (127.0.0.1 or ::1); set allow_remote = true to serve other hosts",
+                );
+            }
+            if let Some(w) = &l.workload {
+                if let Err(e) = proxy::upstream::validate_name(w) {
+                    errors.push(&format!("{key}.workload"), format!("'{w}' {e}"));
+                }
+            }
+            egress_listeners.push(EgressListener {
+                listen: addr,
+                workload: l.workload.clone(),
+            });
+        }
         let audit = raw.audit.into_config(base, Side::Client, &mut errors);
         let admin_listen = raw
             .admin
@@ -215,6 +297,8 @@ impl Config {
                 initial_backoff,
                 max_backoff,
                 policy,
+                egress_policy,
+                egress_listeners,
                 audit,
                 admin_listen,
                 limits,

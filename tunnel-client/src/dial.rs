@@ -206,10 +206,12 @@ pub async fn run(
                 let _ = state.send(TunnelState::Connected {
                     edge_id: welcome.edge_id.clone(),
                 });
+                shared.set_connection(Some(conn.clone()));
                 let span = tracing::info_span!("edge_conn", edge = %welcome.edge_id);
                 serve_connection(&conn, edge, control, &shared, &cancel)
                     .instrument(span)
                     .await;
+                shared.set_connection(None);
                 shared.control_send.lock().await.take();
             }
             Err(e) => {

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod dial;
+pub mod egress;
 pub mod serve;
 
 use std::collections::HashMap;
@@ -38,6 +39,26 @@ pub struct Shared {
     pub audit: AuditLog,
     /// Numbers streams for audit records.
     pub next_stream: AtomicU64,
+    /// The live connection to the edge, for egress calls.
+    pub conn: std::sync::Mutex<Option<quinn::Connection>>,
+}
+
+impl Shared {
+    /// The live connection to the edge, if the tunnel is up.
+    pub fn connection(&self) -> Option<quinn::Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the live connection (or its loss).
+    pub fn set_connection(&self, conn: Option<quinn::Connection>) {
+        *self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+    }
 }
 
 /// Why the client could not start.
@@ -49,7 +70,7 @@ pub enum BuildError {
     /// The audit log could not be opened (fail closed: no audit, no tunnel).
     #[error("audit log: {0}")]
     Audit(#[from] proxy::audit::AuditError),
-    /// The admin listener could not be bound.
+    /// The admin or an egress listener could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Admin(SocketAddr, std::io::Error),
     /// The local UDP socket could not be bound.
@@ -61,6 +82,8 @@ pub enum BuildError {
 pub struct Bound {
     /// The admin listener, if configured.
     pub admin_addr: Option<SocketAddr>,
+    /// The egress listeners, in configuration order.
+    pub egress_addrs: Vec<SocketAddr>,
     /// The audit log, for status and tests.
     pub audit: AuditLog,
     state: watch::Receiver<TunnelState>,
@@ -141,6 +164,20 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         None => None,
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    let mut egress = Vec::new();
+    for l in &config.egress_listeners {
+        let std =
+            std::net::TcpListener::bind(l.listen).map_err(|e| BuildError::Admin(l.listen, e))?;
+        std.set_nonblocking(true)
+            .map_err(|e| BuildError::Admin(l.listen, e))?;
+        let listener =
+            tokio::net::TcpListener::from_std(std).map_err(|e| BuildError::Admin(l.listen, e))?;
+        egress.push((listener, l.workload.clone()));
+    }
+    let egress_addrs = egress
+        .iter()
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
     if let Some(dir) = config.audit.path.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir).map_err(|e| proxy::audit::AuditError::Open {
@@ -156,6 +193,7 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         control_send: Mutex::new(None),
         audit: audit.clone(),
         next_stream: AtomicU64::new(0),
+        conn: std::sync::Mutex::new(None),
     });
     let (tx, rx) = watch::channel(TunnelState::Connecting);
     let cancel = CancellationToken::new();
@@ -186,9 +224,27 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
             cancel.clone(),
         ));
     }
+    for (listener, workload) in egress {
+        // Ends when the client's cancel token fires.
+        tokio::spawn(egress::serve(
+            listener,
+            workload,
+            shared.clone(),
+            cancel.clone(),
+        ));
+    }
+    if shared.config.egress_policy.source().is_some() {
+        // Ends when the client's cancel token fires.
+        tokio::spawn(proxy::policy::reload::watch(
+            shared.config.egress_policy.clone(),
+            proxy::policy::reload::POLL_INTERVAL,
+            cancel.clone(),
+        ));
+    }
     let task = tokio::spawn(dial::run(endpoint, client_cfg, shared, tx, cancel.clone()));
     Ok(Bound {
         admin_addr,
+        egress_addrs,
         audit,
         state: rx,
         cancel,

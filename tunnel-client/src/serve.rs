@@ -88,6 +88,7 @@ pub fn decide(open: &Open, shared: &Shared) -> Result<Permit, (CallError, Option
             method: open.method.as_str(),
             path,
             grpc,
+            workload: None,
         },
     );
     Permit::from_decision(decision).map_err(|decision| {

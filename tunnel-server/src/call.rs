@@ -8,16 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
 use proxy::audit::stream::StreamAudit;
 use proxy::audit::AuditEvent;
 use proxy::forward::head::{is_grpc, request_authority, request_id};
-use proxy::forward::observe::AuditedBody;
-use proxy::forward::open::{grpc_timeout, open_call, OpenFailure, Target};
+use proxy::forward::open::{grpc_timeout, open_call, respond, OpenFailure, Target};
 use proxy::forward::{BoxError, CallError, HttpBody};
 use proxy::policy::{canonical_authority, canonical_path, Decision, Permit, PolicyHandle, Subject};
 use proxy::SpiffeId;
-use tracing::debug;
 
 use crate::registry::Lookup;
 use crate::route::route_for_host;
@@ -52,6 +49,7 @@ pub fn decide(policy: &PolicyHandle, t: &CallTarget<'_>) -> Result<Permit, (Call
             method: t.method,
             path: t.path,
             grpc: t.grpc,
+            workload: None,
         },
     );
     Permit::from_decision(decision).map_err(|decision| {
@@ -89,39 +87,8 @@ where
             shared.next_stream.fetch_add(1, Ordering::Relaxed),
         ),
     );
-    match forward(req, &caller, &shared, &rid, &mut audit).await {
-        Ok(resp) => {
-            let ending = audit.ending_mut();
-            ending.http_status = Some(resp.status().as_u16());
-            ending.grpc_status = grpc_status(resp.headers());
-            Ok(resp.map(|body| AuditedBody::new(body, audit).boxed_unsync()))
-        }
-        Err(OpenFailure::Refused(e)) => {
-            debug!(error = %e, code = e.code(), "call refused");
-            if !audit.is_open() {
-                let _ = audit.open("refuse", None, Some(e.code().to_string())).await;
-            }
-            let resp = e.to_response(grpc);
-            let ending = audit.ending_mut();
-            ending.http_status = Some(resp.status().as_u16());
-            ending.grpc_status = grpc.then(|| e.grpc_code());
-            ending.error = Some(e.to_string());
-            audit.close().await;
-            Ok(resp)
-        }
-        Err(OpenFailure::Reset(e)) => {
-            audit.ending_mut().error = Some(e.to_string());
-            audit.close().await;
-            if h2_caller {
-                Err(Box::new(e))
-            } else {
-                Ok(CallError::TunnelFailure {
-                    reason: e.to_string(),
-                }
-                .to_response(grpc))
-            }
-        }
-    }
+    let result = forward(req, &caller, &shared, &rid, &mut audit).await;
+    respond(result, audit, grpc, h2_caller).await
 }
 
 /// Longest path kept in an audit record; longer ones are cut (and marked).
@@ -160,10 +127,6 @@ pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
     let v = headers.get("traceparent")?.to_str().ok()?;
     let id = v.split('-').nth(1)?;
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
-}
-
-fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 type Failure = OpenFailure;

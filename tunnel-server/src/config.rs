@@ -29,6 +29,9 @@ pub struct RawConfig {
     /// `[policy]`
     #[serde(default)]
     pub policy: RawPolicy,
+    /// `[egress]`
+    #[serde(default)]
+    pub egress: RawEgress,
     /// `[audit]`
     #[serde(default)]
     pub audit: RawAudit,
@@ -38,6 +41,18 @@ pub struct RawConfig {
     /// `[limits]`
     #[serde(default)]
     pub limits: RawLimits,
+}
+
+/// `[egress]`: what data-plane workloads may reach through their tunnel.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEgress {
+    /// Egress policy file (docs/policy.md, egress scope). Without one every
+    /// egress call is denied.
+    pub policy: Option<PathBuf>,
+    /// Named upstreams: a workload names one of these, never an address.
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, proxy::upstream::RawUpstream>,
 }
 
 /// `[policy]`: who may call what through which tunnel.
@@ -124,6 +139,10 @@ pub struct Config {
     pub plaintext: Option<(SocketAddr, SpiffeId)>,
     /// The live authorisation policy.
     pub policy: Arc<PolicyHandle>,
+    /// The live egress policy.
+    pub egress_policy: Arc<PolicyHandle>,
+    /// Named egress upstreams.
+    pub upstreams: std::collections::BTreeMap<String, proxy::upstream::UpstreamSpec>,
     /// Where and how streams are audited.
     pub audit: AuditConfig,
     /// Admin listener (`/healthz`, `/readyz`).
@@ -221,6 +240,27 @@ impl Config {
             }
             None => PolicyHandle::new(Policy::deny_all(Scope::Edge), None),
         };
+        let egress_policy = match &raw.egress.policy {
+            Some(file) => {
+                let path = base.join(file);
+                match load_policy(&path, Scope::Egress) {
+                    Ok(p) => PolicyHandle::new(p, Some(path)),
+                    Err(e) => {
+                        for msg in e.0 {
+                            errors.push("egress.policy", msg);
+                        }
+                        PolicyHandle::new(Policy::deny_all(Scope::Egress), None)
+                    }
+                }
+            }
+            None => PolicyHandle::new(Policy::deny_all(Scope::Egress), None),
+        };
+        let upstreams = proxy::upstream::specs_from_raw(
+            "egress.upstreams",
+            raw.egress.upstreams,
+            base,
+            &mut errors,
+        );
         let edge_id = raw.edge.id.clone().unwrap_or_else(|| {
             identity
                 .as_ref()
@@ -245,6 +285,8 @@ impl Config {
                     ingress_listen,
                     plaintext,
                     policy,
+                    egress_policy,
+                    upstreams,
                     audit,
                     admin_listen,
                     limits,

@@ -9,6 +9,7 @@
 
 pub mod call;
 pub mod config;
+pub mod egress;
 pub mod ingress;
 pub mod registry;
 pub mod route;
@@ -41,6 +42,8 @@ pub struct Shared {
     pub audit: AuditLog,
     /// Numbers streams for audit records.
     pub next_stream: AtomicU64,
+    /// Pooled clients for the named egress upstreams.
+    pub egress_upstreams: std::collections::HashMap<String, proxy::upstream::Upstream>,
 }
 
 /// Why the edge could not start.
@@ -169,6 +172,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         }
     }
     let audit = AuditLog::open(config.audit.clone())?;
+    let egress_upstreams = proxy::upstream::build(&config.upstreams, &config.limits)?;
     let registry = Arc::new(Registry::new(config.known_tunnels.clone()));
     info!(edge = %config.edge_id, identity = %config.identity.id, %tunnel_addr, ?ingress_addr, ?plaintext_addr, "edge listening");
     let shared = Arc::new(Shared {
@@ -176,15 +180,18 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         registry: registry.clone(),
         audit: audit.clone(),
         next_stream: AtomicU64::new(0),
+        egress_upstreams,
     });
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    if shared.config.policy.source().is_some() {
-        tasks.spawn(proxy::policy::reload::watch(
-            shared.config.policy.clone(),
-            proxy::policy::reload::POLL_INTERVAL,
-            cancel.clone(),
-        ));
+    for policy in [&shared.config.policy, &shared.config.egress_policy] {
+        if policy.source().is_some() {
+            tasks.spawn(proxy::policy::reload::watch(
+                policy.clone(),
+                proxy::policy::reload::POLL_INTERVAL,
+                cancel.clone(),
+            ));
+        }
     }
     tasks.spawn(tunnels::accept_loop(
         endpoint,

@@ -143,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 method: &method,
                 path,
                 grpc,
+                workload: None,
             };
             print!("{}", proxy::policy::explain_text(&p, &subject));
             Ok(())

@@ -87,7 +87,7 @@ async fn handle_connection(
         }
     };
     info!(tunnel = %name, identity = %identity, "tunnel registered");
-    serve_registered(&conn, control, &shared, &cancel).await;
+    serve_registered(&conn, control, &shared, &identity, &cancel).await;
     shared.registry.deregister(&name, reg_id);
     info!(tunnel = %name, reason = ?conn.close_reason(), "tunnel disconnected");
 }
@@ -176,12 +176,12 @@ async fn refuse(
 }
 
 /// Keeps a registered connection until it closes or the edge stops.
-/// Streams the client opens are egress, which this edge does not serve yet:
-/// they are reset so the client learns at once instead of hanging.
+/// Streams the client opens are its workloads' egress calls.
 async fn serve_registered(
     conn: &quinn::Connection,
     mut control: FrameReader,
-    _shared: &Shared,
+    shared: &Arc<Shared>,
+    identity: &SpiffeId,
     cancel: &CancellationToken,
 ) {
     let mut control_open = true;
@@ -203,9 +203,16 @@ async fn serve_registered(
                 }
             },
             bi = conn.accept_bi() => match bi {
-                Ok((mut send, mut recv)) => {
-                    let _ = recv.stop(proxy::wire::codes::stream::NO_ERROR);
-                    let _ = send.reset(proxy::wire::codes::stream::INTERNAL);
+                Ok((send, recv)) => {
+                    let egress = crate::egress::Egress {
+                        shared: shared.clone(),
+                        tunnel: identity.clone(),
+                    };
+                    // Ends with the stream; the connection closing resets it.
+                    tokio::spawn(
+                        async move { proxy::forward::accept::serve_stream(send, recv, &egress).await }
+                            .in_current_span(),
+                    );
                 }
                 Err(_) => return,
             },

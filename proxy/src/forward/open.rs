@@ -188,3 +188,54 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
         _ => return None,
     })
 }
+
+/// Turns the outcome of a call into what the caller receives, and closes
+/// the call's audit trail accordingly: a response streams on (its close
+/// record is written when its body ends); a refusal becomes a status (and
+/// is audited even when refused before any decision); a reset before the
+/// response head resets an HTTP/2 caller with the same reason (`Err`) and
+/// answers an HTTP/1.1 caller with 502.
+pub async fn respond(
+    result: Result<Response<HttpBody>, OpenFailure>,
+    mut audit: StreamAudit,
+    grpc: bool,
+    h2_caller: bool,
+) -> Result<Response<HttpBody>, BoxError> {
+    match result {
+        Ok(resp) => {
+            let ending = audit.ending_mut();
+            ending.http_status = Some(resp.status().as_u16());
+            ending.grpc_status = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            Ok(resp.map(|body| super::observe::AuditedBody::new(body, audit).boxed_unsync()))
+        }
+        Err(OpenFailure::Refused(e)) => {
+            debug!(error = %e, code = e.code(), "call refused");
+            if !audit.is_open() {
+                let _ = audit.open("refuse", None, Some(e.code().to_string())).await;
+            }
+            let resp = e.to_response(grpc);
+            let ending = audit.ending_mut();
+            ending.http_status = Some(resp.status().as_u16());
+            ending.grpc_status = grpc.then(|| e.grpc_code());
+            ending.error = Some(e.to_string());
+            audit.close().await;
+            Ok(resp)
+        }
+        Err(OpenFailure::Reset(e)) => {
+            audit.ending_mut().error = Some(e.to_string());
+            audit.close().await;
+            if h2_caller {
+                Err(Box::new(e))
+            } else {
+                Ok(CallError::TunnelFailure {
+                    reason: e.to_string(),
+                }
+                .to_response(grpc))
+            }
+        }
+    }
+}

@@ -62,6 +62,12 @@ pub enum CallError {
         /// Service name.
         service: String,
     },
+    /// An egress call named an upstream the edge does not have.
+    #[error("unknown upstream '{name}': the edge has no upstream of that name")]
+    UnknownUpstream {
+        /// The name the workload used.
+        name: String,
+    },
     /// The service behind the tunnel could not be reached.
     #[error("service unreachable: {reason}")]
     UpstreamUnavailable {
@@ -122,6 +128,7 @@ impl CallError {
             Self::UnknownTunnel { .. } => "unknown-tunnel",
             Self::TunnelOffline { .. } => "tunnel-offline",
             Self::UnknownService { .. } => "unknown-service",
+            Self::UnknownUpstream { .. } => "unknown-upstream",
             Self::UpstreamUnavailable { .. } => "upstream-unavailable",
             Self::UpstreamTimeout { .. } => "upstream-timeout",
             Self::Denied { .. } => "denied",
@@ -136,9 +143,10 @@ impl CallError {
     /// The HTTP status for plain HTTP callers.
     pub fn http_status(&self) -> StatusCode {
         match self {
-            Self::NoRoute { .. } | Self::UnknownTunnel { .. } | Self::UnknownService { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NoRoute { .. }
+            | Self::UnknownTunnel { .. }
+            | Self::UnknownService { .. }
+            | Self::UnknownUpstream { .. } => StatusCode::NOT_FOUND,
             Self::TunnelOffline { .. } | Self::Overloaded { .. } | Self::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -155,7 +163,9 @@ impl CallError {
     /// The gRPC status code for gRPC callers.
     pub fn grpc_code(&self) -> u32 {
         match self {
-            Self::NoRoute { .. } | Self::UnknownTunnel { .. } => grpc::NOT_FOUND,
+            Self::NoRoute { .. } | Self::UnknownTunnel { .. } | Self::UnknownUpstream { .. } => {
+                grpc::NOT_FOUND
+            }
             Self::UnknownService { .. } => grpc::UNIMPLEMENTED,
             Self::TunnelOffline { .. }
             | Self::UpstreamUnavailable { .. }
@@ -173,7 +183,9 @@ impl CallError {
     pub fn to_refuse(&self) -> Refuse {
         let code = match self {
             Self::Denied { .. } => RefuseCode::Denied,
-            Self::UnknownService { .. } => RefuseCode::UnknownService,
+            Self::UnknownService { .. } | Self::UnknownUpstream { .. } => {
+                RefuseCode::UnknownService
+            }
             Self::Overloaded { .. } => RefuseCode::Overloaded,
             Self::UpstreamUnavailable { .. } => RefuseCode::UpstreamUnavailable,
             Self::UpstreamTimeout { .. } => RefuseCode::UpstreamTimeout,

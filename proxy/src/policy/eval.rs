@@ -41,6 +41,11 @@ fn first_mismatch(rule: &Rule, s: &Subject<'_>) -> Option<&'static str> {
             return Some("paths");
         }
     }
+    if let Some(w) = &rule.workloads {
+        if !s.workload.is_some_and(|label| w.iter().any(|x| x == label)) {
+            return Some("workloads");
+        }
+    }
     if let Some(g) = &rule.grpc {
         if !s.grpc || !g.iter().any(|p| p.matches(s.path, fold)) {
             return Some("grpc");

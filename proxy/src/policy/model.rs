@@ -10,6 +10,9 @@ pub enum Scope {
     /// The tunnel client (the data-plane owner's veto): caller × local
     /// service × method/path.
     Client,
+    /// Egress, at either end: tunnel identity (as caller) × workload label ×
+    /// upstream (as service) × method/path.
+    Egress,
 }
 
 /// What a matching rule does.
@@ -41,6 +44,8 @@ pub struct Rule {
     pub paths: Option<Vec<PathPrefix>>,
     /// gRPC methods; a rule with `grpc` matches gRPC calls only.
     pub grpc: Option<Vec<GrpcPattern>>,
+    /// Workload labels of the egress listener (egress policies only).
+    pub workloads: Option<Vec<String>>,
     /// Deny rules only: record what would be denied, deny nothing.
     pub dry_run: bool,
     /// Line in the policy file, for messages.
@@ -86,6 +91,8 @@ pub struct Subject<'a> {
     pub path: &'a str,
     /// gRPC call?
     pub grpc: bool,
+    /// The egress listener's workload label, if any (egress only).
+    pub workload: Option<&'a str>,
 }
 
 /// The result of evaluating a policy.

@@ -30,6 +30,7 @@ struct RawRule {
     methods: Option<Vec<String>>,
     paths: Option<Vec<String>>,
     grpc: Option<Vec<String>>,
+    workloads: Option<Vec<String>>,
     #[serde(default)]
     dry_run: bool,
 }
@@ -110,10 +111,25 @@ pub fn parse_policy(text: &str, scope: Scope) -> Result<Policy, PolicyErrors> {
             .tunnels
             .as_ref()
             .map(|t| list("tunnels", t, IdPattern::parse, &mut errs, &at));
-        if tunnels.is_some() && scope == Scope::Client {
+        if tunnels.is_some() && scope != Scope::Edge {
             errs.push(format!(
-                "{at}: tunnels is an edge key; a client policy decides for its own tunnel"
+                "{at}: tunnels is an edge ingress key; in a client policy the tunnel is the client itself, and in an egress policy the tunnel is the caller (use callers)"
             ));
+        }
+        let workloads = r.workloads.as_ref().map(|w| {
+            list(
+                "workloads",
+                w,
+                |v| match crate::upstream::validate_name(v) {
+                    Ok(()) => Ok(v.to_string()),
+                    Err(e) => Err(format!("'{v}' {e}")),
+                },
+                &mut errs,
+                &at,
+            )
+        });
+        if workloads.is_some() && scope != Scope::Egress {
+            errs.push(format!("{at}: workloads is an egress key"));
         }
         let services = r
             .services
@@ -149,6 +165,7 @@ pub fn parse_policy(text: &str, scope: Scope) -> Result<Policy, PolicyErrors> {
             methods,
             paths,
             grpc,
+            workloads,
             dry_run: r.dry_run,
             line,
         });

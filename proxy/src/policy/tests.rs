@@ -73,6 +73,7 @@ fn run(policy: &Policy, cases: &[Case]) {
             method,
             path,
             grpc: *grpc,
+            workload: None,
         };
         let d = decide(policy, &s);
         assert_eq!(
@@ -599,6 +600,7 @@ fn empty_policy_denies_everything() {
         method: "POST",
         path: UNARY,
         grpc: true,
+        workload: None,
     };
     assert_eq!(
         decide(&p, &s),
@@ -623,6 +625,7 @@ fn whole_policy_dry_run_records_instead_of_denying() {
         method: "POST",
         path: BIDI,
         grpc: true,
+        workload: None,
     };
     let d = decide(&p, &s);
     assert_eq!(d.outcome, WouldDeny);
