@@ -29,6 +29,8 @@ pub enum Protocol {
     H2c,
     /// TLS, HTTP/2 or HTTP/1.1 by ALPN.
     Tls,
+    /// A raw TCP byte stream (`tcp://host:port`): SSH, PostgreSQL…
+    Tcp,
 }
 
 /// One validated service.
@@ -48,10 +50,10 @@ pub struct UpstreamSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    /// `http://host:port` or `https://host:port`.
+    /// `http://host:port`, `https://host:port` or `tcp://host:port`.
     pub url: String,
-    /// `http1`, `h2c` or `tls` (HTTP/2 or 1.1 by ALPN); default from the URL
-    /// scheme (`http` → `http1`, `https` → `tls`).
+    /// `http1`, `h2c`, `tls` (HTTP/2 or 1.1 by ALPN) or `tcp`; default from
+    /// the URL scheme (`http` → `http1`, `https` → `tls`, `tcp` → `tcp`).
     pub protocol: Option<String>,
     /// PEM CA bundle for `tls` services.
     pub ca: Option<PathBuf>,
@@ -113,6 +115,8 @@ impl RawUpstream {
         }
         let protocol = match raw.protocol.as_deref() {
             None if scheme == "https" => Protocol::Tls,
+            None if scheme == "tcp" => Protocol::Tcp,
+            Some("tcp") => Protocol::Tcp,
             None | Some("http1") => Protocol::Http1,
             Some("h2c") => Protocol::H2c,
             Some("tls") => Protocol::Tls,
@@ -188,6 +192,7 @@ pub fn specs_from_raw(
 enum Sender {
     Plain(Client<HttpConnector, TunnelBody>),
     Tls(Client<HttpsConnector<HttpConnector>, TunnelBody>),
+    Tcp(String),
 }
 
 /// One service and its connection pool.
@@ -198,15 +203,41 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Sends a request and waits for the response head.
+    /// True for raw TCP services.
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.sender, Sender::Tcp(_))
+    }
+
+    /// Sends a request and waits for the response head. `None` for a TCP
+    /// service, which takes no HTTP request.
     pub async fn send(
         &self,
         req: Request<TunnelBody>,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        match &self.sender {
+    ) -> Option<Result<Response<Incoming>, hyper_util::client::legacy::Error>> {
+        Some(match &self.sender {
             Sender::Plain(c) => c.request(req).await,
             Sender::Tls(c) => c.request(req).await,
-        }
+            Sender::Tcp(_) => return None,
+        })
+    }
+
+    /// Connects to a TCP service within `timeout`.
+    pub async fn connect_tcp(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<tokio::net::TcpStream> {
+        let Sender::Tcp(addr) = &self.sender else {
+            return Err(std::io::Error::other("not a TCP service"));
+        };
+        let connect = tokio::net::TcpStream::connect(addr.as_str());
+        let tcp = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect to {addr} timed out"),
+            )
+        })??;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
     }
 }
 
@@ -232,6 +263,12 @@ pub fn build(
             .http2_max_header_list_size(limits.max_http_header_bytes)
             .http1_max_buf_size(limits.max_http_header_bytes.max(8192) as usize);
         let sender = match svc.protocol {
+            Protocol::Tcp => Sender::Tcp(
+                svc.url
+                    .authority()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            ),
             Protocol::Http1 => Sender::Plain(builder.build(http_connector(limits))),
             Protocol::H2c => {
                 builder.http2_only(true);

@@ -141,6 +141,12 @@ pub struct Topology {
     pub upstream: Upstream,
     /// The example upstream in the control plane (egress target).
     pub cp_upstream: Upstream,
+    /// A TCP echo service in the data plane (the tunnel's `tcp-echo`).
+    pub tcp_echo: upstream::TcpEcho,
+    /// A TCP echo service in the control plane (the edge's `cp-tcp`).
+    pub cp_tcp_echo: upstream::TcpEcho,
+    /// The edge's raw TCP ingress listener for `tcp-echo` on the demo tunnel.
+    pub tcp_ingress_addr: SocketAddr,
     /// The client's egress proxy listener (when a client was started).
     pub egress_addr: Option<SocketAddr>,
     /// The edge's live egress policy.
@@ -191,6 +197,8 @@ impl Topology {
         edge_audit_cfg.durability = opts.audit_durability;
         let upstream = upstream::start("127.0.0.1:0".parse()?).await?;
         let cp_upstream = upstream::start("127.0.0.1:0".parse()?).await?;
+        let tcp_echo = upstream::start_tcp_echo("127.0.0.1:0".parse()?).await?;
+        let cp_tcp_echo = upstream::start_tcp_echo("127.0.0.1:0".parse()?).await?;
         let cp_base: http::Uri = format!("http://{}", cp_upstream.addr).parse()?;
         let mut upstreams = BTreeMap::new();
         for (name, protocol) in [("cp-echo", Protocol::H2c), ("cp-web", Protocol::Http1)] {
@@ -204,6 +212,15 @@ impl Topology {
                 },
             );
         }
+        upstreams.insert(
+            "cp-tcp".to_string(),
+            Service {
+                url: format!("tcp://{}", cp_tcp_echo.addr).parse()?,
+                protocol: Protocol::Tcp,
+                ca: None,
+                client_identity: None,
+            },
+        );
         upstreams.extend(opts.extra_upstreams.clone());
         let edge_egress_policy = PolicyHandle::new(opts.edge_egress_policy.clone(), None);
         let edge_cert = pki.leaf(IdentityKind::Edge, "edge-1")?;
@@ -219,12 +236,18 @@ impl Topology {
             policy: PolicyHandle::new(opts.edge_policy.clone(), None),
             egress_policy: edge_egress_policy.clone(),
             upstreams,
+            tcp_ingress: vec![tunnel_server::config::TcpIngress {
+                listen: "127.0.0.1:0".parse()?,
+                tunnel: TUNNEL.into(),
+                service: "tcp-echo".into(),
+            }],
             audit: edge_audit_cfg,
             admin_listen: None,
             limits: opts.limits,
         };
         let edge_policy = edge_cfg.policy.clone();
         let edge = tunnel_server::build(edge_cfg).await?;
+        let tcp_ingress_addr = *edge.tcp_addrs.first().context("tcp ingress bound")?;
         let mut topo = Self {
             tunnel_addr: edge.tunnel_addr,
             ingress_addr: edge.ingress_addr.context("ingress bound")?,
@@ -245,6 +268,9 @@ impl Topology {
             client: None,
             upstream,
             cp_upstream,
+            tcp_ingress_addr,
+            tcp_echo,
+            cp_tcp_echo,
             egress_addr: None,
             edge_egress_policy,
             pki,
@@ -289,6 +315,15 @@ impl Topology {
             Service {
                 url: base,
                 protocol: Protocol::Http1,
+                ca: None,
+                client_identity: None,
+            },
+        );
+        services.insert(
+            "tcp-echo".to_string(),
+            Service {
+                url: format!("tcp://{}", self.tcp_echo.addr).parse()?,
+                protocol: Protocol::Tcp,
                 ca: None,
                 client_identity: None,
             },

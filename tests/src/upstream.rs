@@ -524,3 +524,73 @@ pub async fn count_body(mut body: Incoming) -> Result<u64, hyper::Error> {
     }
     Ok(n)
 }
+
+/// A running TCP echo service.
+pub struct TcpEcho {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicU64>,
+    cancel: CancellationToken,
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts a TCP service that echoes every byte; when the peer half-closes,
+/// it writes `EOF after <n> bytes\n` and then closes its side — so a test
+/// can see that a FIN one way did not cut the other. Receiving `RST!` makes
+/// it reset the connection.
+pub async fn start_tcp_echo(addr: SocketAddr) -> std::io::Result<TcpEcho> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let connections = Arc::new(AtomicU64::new(0));
+    let cancel = CancellationToken::new();
+    let (count, stop) = (connections.clone(), cancel.clone());
+    // Owned by the cancel token, which `TcpEcho` cancels on drop.
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = tokio::select! {
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                _ = stop.cancelled() => return,
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let echo = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut total = 0u64;
+                    loop {
+                        let n = tcp.read(&mut buf).await?;
+                        if n == 0 {
+                            tcp.write_all(format!("EOF after {total} bytes\n").as_bytes())
+                                .await?;
+                            tcp.shutdown().await?;
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        if buf[..n].windows(4).any(|w| w == b"RST!") {
+                            // Abortive close: the peer must see a reset, not EOF.
+                            tcp.set_zero_linger()?;
+                            return Ok(());
+                        }
+                        total += n as u64;
+                        tcp.write_all(&buf[..n]).await?;
+                    }
+                };
+                tokio::select! {
+                    _ = echo => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+    });
+    Ok(TcpEcho {
+        addr,
+        connections,
+        cancel,
+    })
+}

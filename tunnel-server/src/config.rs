@@ -106,6 +106,33 @@ pub struct RawIngress {
     pub listen: Option<String>,
     /// Development listener without TLS; loopback only.
     pub plaintext: Option<RawPlaintext>,
+    /// `[[ingress.tcp]]`: raw TCP listeners (mTLS) mapped to a tunnel's TCP
+    /// service.
+    #[serde(default)]
+    pub tcp: Vec<RawTcpIngress>,
+}
+
+/// `[[ingress.tcp]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpIngress {
+    /// TCP address; callers connect with TLS and a client certificate.
+    pub listen: String,
+    /// The tunnel (by name) whose service this listener reaches.
+    pub tunnel: String,
+    /// The tunnel's TCP service.
+    pub service: String,
+}
+
+/// One validated raw TCP ingress listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpIngress {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Tunnel name.
+    pub tunnel: String,
+    /// Service name within the tunnel.
+    pub service: String,
 }
 
 /// `[ingress.plaintext]`
@@ -137,6 +164,8 @@ pub struct Config {
     pub ingress_listen: Option<SocketAddr>,
     /// Plaintext development listener and the identity it asserts.
     pub plaintext: Option<(SocketAddr, SpiffeId)>,
+    /// Raw TCP ingress listeners.
+    pub tcp_ingress: Vec<TcpIngress>,
     /// The live authorisation policy.
     pub policy: Arc<PolicyHandle>,
     /// The live egress policy.
@@ -218,7 +247,23 @@ impl Config {
                 }
             }
         });
-        if ingress_listen.is_none() && plaintext.is_none() {
+        let mut tcp_ingress = Vec::new();
+        for (i, t) in raw.ingress.tcp.iter().enumerate() {
+            let key = format!("ingress.tcp[{i}]");
+            for (k, v) in [("tunnel", &t.tunnel), ("service", &t.service)] {
+                if let Err(e) = crate::route::validate_label(v) {
+                    errors.push(&format!("{key}.{k}"), format!("'{v}' {e}"));
+                }
+            }
+            if let Some(listen) = socket_addr(&format!("{key}.listen"), &t.listen, &mut errors) {
+                tcp_ingress.push(TcpIngress {
+                    listen,
+                    tunnel: t.tunnel.clone(),
+                    service: t.service.clone(),
+                });
+            }
+        }
+        if ingress_listen.is_none() && plaintext.is_none() && tcp_ingress.is_empty() {
             errors.push(
                 "ingress",
                 "set listen (mTLS) or [ingress.plaintext], or callers cannot reach any tunnel",
@@ -284,6 +329,7 @@ impl Config {
                     domain,
                     ingress_listen,
                     plaintext,
+                    tcp_ingress,
                     policy,
                     egress_policy,
                     upstreams,

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod ingress;
 pub mod registry;
 pub mod route;
+pub mod tcp_ingress;
 pub mod tunnels;
 
 use std::net::SocketAddr;
@@ -73,6 +74,8 @@ pub struct Bound {
     pub ingress_addr: Option<SocketAddr>,
     /// The plaintext development listener, if configured.
     pub plaintext_addr: Option<SocketAddr>,
+    /// The raw TCP ingress listeners, in configuration order.
+    pub tcp_addrs: Vec<SocketAddr>,
     /// Live tunnels, for status and tests.
     pub registry: Arc<Registry>,
     /// The admin listener, if configured.
@@ -126,6 +129,19 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         .map_err(|e| proxy::tls::TlsError::Config(e.to_string()))?;
     let mut quic_cfg = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
     quic_cfg.transport_config(config.limits.transport_config());
+    let tcp_tls = if config.tcp_ingress.is_empty() {
+        None
+    } else {
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
+            &config.identity,
+            config.trust.clone(),
+            IdentityRule {
+                trust_domain: td.clone(),
+                kind: None,
+            },
+            &[],
+        )?)))
+    };
     let ingress_tls = match config.ingress_listen {
         Some(_) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
             &config.identity,
@@ -155,6 +171,17 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         )),
         None => None,
     };
+    let mut tcp_listeners = Vec::new();
+    for route in &config.tcp_ingress {
+        let l = TcpListener::bind(route.listen)
+            .await
+            .map_err(bind_err(route.listen))?;
+        tcp_listeners.push((l, route.clone()));
+    }
+    let tcp_addrs = tcp_listeners
+        .iter()
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
     let ingress_addr = ingress.as_ref().and_then(|l| l.local_addr().ok());
     let plaintext_addr = plaintext.as_ref().and_then(|(l, _)| l.local_addr().ok());
 
@@ -206,6 +233,17 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
             cancel.clone(),
         ));
     }
+    if let Some(acceptor) = tcp_tls {
+        for (listener, route) in tcp_listeners {
+            tasks.spawn(tcp_ingress::serve(
+                listener,
+                acceptor.clone(),
+                route,
+                shared.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
     if let Some(listener) = admin {
         let log = audit.clone();
         let readiness: proxy::admin::Readiness = Arc::new(move || {
@@ -232,6 +270,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         tunnel_addr,
         ingress_addr,
         plaintext_addr,
+        tcp_addrs,
         registry,
         admin_addr,
         audit,

@@ -121,16 +121,23 @@ async fn serve_open<A: Acceptor>(
 ) {
     let limits = *acceptor.limits();
     let grpc = is_grpc(&open.headers);
-    if open.kind != StreamKind::Http {
-        let err = CallError::BadRequest {
-            reason: "raw TCP streams are not served here".into(),
-        };
-        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
-    }
     let Some(upstream) = acceptor.upstream(&open.service) else {
         let err = acceptor.unknown(&open.service);
         return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
     };
+    if (open.kind == StreamKind::Tcp) != upstream.is_tcp() {
+        let err = CallError::BadRequest {
+            reason: if upstream.is_tcp() {
+                format!(
+                    "'{}' is a TCP service; open a TCP stream to it",
+                    open.service
+                )
+            } else {
+                format!("'{}' is an HTTP service; send it HTTP", open.service)
+            },
+        };
+        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
+    }
     let permit = match acceptor.decide(&open) {
         Ok(p) => p,
         Err((err, decision)) => {
@@ -157,6 +164,9 @@ async fn serve_open<A: Acceptor>(
         };
         return refuse(send, &err, &limits.wire).await;
     }
+    if open.kind == StreamKind::Tcp {
+        return serve_tcp(&open, reader, send, upstream, &limits, audit).await;
+    }
     let body = TunnelBody::new(reader, content_length(&open.headers));
     audit.count_in(body.byte_counter());
     let mut req = match request_for_open(&open, &upstream.base, body) {
@@ -172,7 +182,14 @@ async fn serve_open<A: Acceptor>(
     // closes the HTTP/1.1 connection) instead of leaving it running until
     // the response timeout.
     let sent = tokio::select! {
-        sent = tokio::time::timeout(limits.response_timeout, upstream.send(req)) => sent,
+        sent = tokio::time::timeout(limits.response_timeout, upstream.send(req)) => match sent {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => {
+                let err = CallError::BadRequest { reason: format!("'{}' is a TCP service; open a TCP stream to it", open.service) };
+                return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
+            }
+            Err(e) => Err(e),
+        },
         stopped = send.stream().stopped() => {
             let code = stopped.ok().flatten().unwrap_or(wire::codes::stream::CANCELLED);
             debug!(%code, "peer stopped the stream before the response; cancelling the request");
@@ -232,6 +249,56 @@ async fn serve_open<A: Acceptor>(
     )
     .await;
     debug!(?outcome, "response body done");
+}
+
+/// Connects to a TCP service, confirms with RESPONSE 200, then bridges
+/// bytes both ways until each side has closed.
+async fn serve_tcp(
+    open: &Open,
+    reader: FrameReader,
+    mut send: SendGuard,
+    upstream: &Upstream,
+    limits: &Limits,
+    mut audit: StreamAudit,
+) {
+    let tcp = match upstream.connect_tcp(limits.connect_timeout).await {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            let err = CallError::UpstreamUnavailable {
+                reason: format!("TCP service '{}' at {}: {e}", open.service, upstream.base),
+            };
+            return refuse_audited(send, &err, &limits.wire, audit, false).await;
+        }
+    };
+    let head = Frame::Response(Box::new(crate::wire::Response {
+        status: http::StatusCode::OK,
+        headers: http::HeaderMap::new(),
+    }));
+    if let Err(e) = write_frame(send.stream(), &head, &limits.wire).await {
+        audit.ending_mut().error = Some(format!("could not confirm the connection: {e}"));
+        audit.close().await;
+        return;
+    }
+    let (to_stream, from_stream) = (Default::default(), Default::default());
+    audit.count_out(std::sync::Arc::clone(&to_stream));
+    audit.count_in(std::sync::Arc::clone(&from_stream));
+    let mut tcp = tcp;
+    let outcome = super::tcp::bridge(
+        &mut tcp,
+        reader,
+        &mut send,
+        &limits.wire,
+        to_stream,
+        from_stream,
+    )
+    .await;
+    if outcome.reset_local {
+        // Pass the reset on: the service sees RST, not a clean close.
+        let _ = tcp.set_zero_linger();
+    }
+    audit.ending_mut().http_status = Some(200);
+    audit.ending_mut().error = outcome.error;
+    audit.close().await;
 }
 
 /// An error with its causes, for messages that say what failed.

@@ -18,6 +18,7 @@ pub mod open;
 pub mod pump;
 pub mod reader;
 pub mod status;
+pub mod tcp;
 
 use bytes::Bytes;
 

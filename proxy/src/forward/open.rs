@@ -239,3 +239,89 @@ pub async fn respond(
         }
     }
 }
+
+/// Opens a raw TCP stream to `target.service` and waits until the far end
+/// has connected to it (RESPONSE) or refused (REFUSE). The caller then
+/// bridges bytes with [`super::tcp::bridge`].
+pub async fn open_tcp(
+    conn: &quinn::Connection,
+    target: Target<'_>,
+    limits: &Limits,
+    _permit: &Permit,
+) -> Result<(FrameReader, SendGuard), OpenFailure> {
+    let (send, recv) = match tokio::time::timeout(limits.handshake_timeout, conn.open_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(CallError::TunnelFailure {
+                reason: e.to_string(),
+            }
+            .into())
+        }
+        Err(_) => {
+            return Err(CallError::Overloaded {
+                reason: format!("the tunnel to '{}' has no free stream", target.peer),
+            }
+            .into())
+        }
+    };
+    let mut send = SendGuard::new(send);
+    let open = crate::wire::Open {
+        kind: crate::wire::StreamKind::Tcp,
+        service: target.service.to_string(),
+        request_id: target.request_id.to_string(),
+        caller: target.caller.to_string(),
+        traceparent: None,
+        method: http::Method::CONNECT,
+        scheme: "tcp".into(),
+        authority: target.service.to_string(),
+        path: "/".into(),
+        headers: http::HeaderMap::new(),
+    };
+    if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
+        return Err(CallError::TunnelFailure {
+            reason: e.to_string(),
+        }
+        .into());
+    }
+    let mut reader = FrameReader::new(recv, limits.wire);
+    let head = match tokio::time::timeout(
+        limits.connect_timeout + limits.handshake_timeout,
+        reader.next(),
+    )
+    .await
+    {
+        Ok(head) => head,
+        Err(_) => {
+            reader.stop(codes::stream::TIMEOUT);
+            return Err(CallError::UpstreamTimeout {
+                reason: format!("'{}' did not accept the connection in time", target.service),
+            }
+            .into());
+        }
+    };
+    match head {
+        Ok(Some(Frame::Response(_))) => Ok((reader, send)),
+        Ok(Some(Frame::Refuse(r))) => {
+            Err(CallError::from_refuse(r, target.peer, target.service).into())
+        }
+        Ok(Some(other)) => {
+            reader.stop(codes::stream::PROTOCOL);
+            Err(CallError::TunnelFailure {
+                reason: format!("the far end sent {} before accepting", other.frame_type()),
+            }
+            .into())
+        }
+        Ok(None) => Err(CallError::TunnelFailure {
+            reason: "tunnel stream closed before the connection was accepted".into(),
+        }
+        .into()),
+        Err(e @ StreamError::Reset { .. }) => Err(OpenFailure::Reset(e)),
+        Err(e) => {
+            reader.stop(e.code_for_peer());
+            Err(CallError::TunnelFailure {
+                reason: e.to_string(),
+            }
+            .into())
+        }
+    }
+}
