@@ -355,7 +355,7 @@ async fn route(req: Request<Incoming>, observed: &Arc<Observed>) -> Response<Box
                 .to_string();
             full(
                 StatusCode::OK,
-                format!("hello from the data plane; you are {caller}\n"),
+                format!("hello from the example service; you are {caller}\n"),
             )
         }
         (http::Method::POST, "/echo") => {

@@ -1462,7 +1462,10 @@ async fn http1_request_bodies_round_trip_byte_exact() {
 async fn bodiless_get_and_head_work() {
     let _shared = PROCESS.read().await;
     let topo = Topology::start().await.unwrap();
-    let greeting = format!("hello from the data plane; you are {}\n", expected_xfcc());
+    let greeting = format!(
+        "hello from the example service; you are {}\n",
+        expected_xfcc()
+    );
 
     for svc in ["web", "echo"] {
         for h2_caller in [false, true] {

@@ -42,6 +42,10 @@ struct Args {
     /// client's is the next port.
     #[arg(long, default_value_t = 9901)]
     admin_port: u16,
+    /// Loopback port of the tunnel client's egress proxy (workloads set
+    /// http_proxy to it).
+    #[arg(long, default_value_t = 15001)]
+    egress_port: u16,
     /// Exit after the demonstration calls instead of serving until Ctrl-C.
     #[arg(long)]
     exit_after_demo: bool,
@@ -80,6 +84,29 @@ callers = ["spiffe://tether.local/caller/*"]
 services = ["echo", "web"]
 "#;
 
+/// The edge's egress policy: the demo tunnel's workloads may reach the
+/// control plane's example service.
+const EDGE_EGRESS_POLICY: &str = r#"# Edge egress policy written by `cargo quickstart`. Format: docs/policy.md (egress).
+# callers are tunnel identities, services are upstream names, workloads are listener labels.
+
+[[rule]]
+id = "demo-reports-state"
+effect = "allow"
+callers = ["spiffe://tether.local/tunnel/demo"]
+services = ["cp-web", "cp-echo"]
+"#;
+
+/// The client's own egress policy: only the demo app, only these upstreams.
+const CLIENT_EGRESS_POLICY: &str = r#"# Tunnel client egress policy written by `cargo quickstart`. Format: docs/policy.md (egress).
+
+[[rule]]
+id = "demo-app-out"
+effect = "allow"
+callers = ["spiffe://tether.local/tunnel/demo"]
+workloads = ["demo-app"]
+services = ["cp-web", "cp-echo"]
+"#;
+
 fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
     if dir.join("ca.pem").exists()
         && dir.join("tunnel-demo.pem").exists()
@@ -105,7 +132,12 @@ fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_configs(dir: &Path, args: &Args, upstream: SocketAddr) -> anyhow::Result<()> {
+fn write_configs(
+    dir: &Path,
+    args: &Args,
+    upstream: SocketAddr,
+    cp: SocketAddr,
+) -> anyhow::Result<()> {
     let edge = format!(
         r#"# Edge configuration written by `cargo quickstart`. See docs/configuration.md.
 [edge]
@@ -137,6 +169,18 @@ durability = "always"
 
 [admin]
 listen = "127.0.0.1:{admin_edge}"
+
+# Egress: what data-plane workloads may reach, by name, never by address.
+[egress]
+policy = "edge-egress-policy.toml"
+
+[egress.upstreams.cp-web]
+url = "http://{cp}"
+protocol = "http1"
+
+[egress.upstreams.cp-echo]
+url = "http://{cp}"
+protocol = "h2c"
 "#,
         tunnel = args.tunnel_port,
         ingress = args.ingress_port,
@@ -176,13 +220,25 @@ durability = "always"
 
 [admin]
 listen = "127.0.0.1:{admin_client}"
+
+# The sidecar's local egress proxy: workloads set http_proxy to it, or point
+# a gRPC client at it with the upstream's name as authority.
+[egress]
+policy = "client-egress-policy.toml"
+
+[[egress.listener]]
+listen = "127.0.0.1:{egress}"
+workload = "demo-app"
 "#,
         tunnel = args.tunnel_port,
         admin_client = args.admin_port + 1,
+        egress = args.egress_port,
     );
     std::fs::write(dir.join("edge.toml"), edge)?;
     std::fs::write(dir.join("edge-policy.toml"), EDGE_POLICY)?;
     std::fs::write(dir.join("client-policy.toml"), CLIENT_POLICY)?;
+    std::fs::write(dir.join("edge-egress-policy.toml"), EDGE_EGRESS_POLICY)?;
+    std::fs::write(dir.join("client-egress-policy.toml"), CLIENT_EGRESS_POLICY)?;
     std::fs::write(dir.join("client.toml"), client)?;
     Ok(())
 }
@@ -194,7 +250,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = args.state_dir.clone();
     ensure_pki(&dir).context("generating development certificates")?;
     let up = upstream::start("127.0.0.1:0".parse()?).await?;
-    write_configs(&dir, &args, up.addr)?;
+    let cp = upstream::start("127.0.0.1:0".parse()?).await?;
+    write_configs(&dir, &args, up.addr, cp.addr)?;
 
     let edge_cfg =
         tunnel_server::Config::load(&dir.join("edge.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -215,7 +272,10 @@ async fn main() -> anyhow::Result<()> {
         edge.tunnel_addr, args.ingress_port, args.plaintext_port
     );
     println!("  client    tunnel 'demo' connected, services: echo (gRPC, h2c), web (HTTP/1.1)");
-    println!("  upstream  example service on {}", up.addr);
+    println!(
+        "  upstreams example service (data plane) on {}, control-plane example service on {}",
+        up.addr, cp.addr
+    );
     println!("  files     {}", dir.display());
     println!();
 
@@ -274,6 +334,34 @@ async fn main() -> anyhow::Result<()> {
         "gRPC  tether.echo.v1.Echo/ServerStream   →  OK: {}",
         ticks.join(", ")
     );
+
+    // 3. Egress: a data-plane workload reaches the control plane through the
+    //    same tunnel, via the client's local proxy.
+    let egress: SocketAddr = format!("127.0.0.1:{}", args.egress_port).parse()?;
+    let mut proxy_client = HttpCaller::plaintext(egress, false).await?;
+    let req = http::Request::builder()
+        .uri("http://cp-web/hello")
+        .header(http::header::HOST, "cp-web")
+        .body(empty())?;
+    let resp = proxy_client.send(req).await?;
+    let status = resp.status();
+    let body = upstream::collect(resp.into_body()).await?;
+    println!(
+        "egress GET http://cp-web/hello (http_proxy) →  {status}: {}",
+        String::from_utf8_lossy(&body).trim()
+    );
+    let mut out = tether_tests::callers::grpc_plaintext(egress, "cp-echo").await?;
+    let reply = out
+        .unary(EchoRequest {
+            text: "report from the data plane".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    println!(
+        "egress gRPC cp-echo Echo/Unary          →  OK: {:?}",
+        reply.text
+    );
     println!();
     println!("Try it yourself:");
     println!(
@@ -292,6 +380,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  curl -H 'Host: web.demo.{DOMAIN}' http://127.0.0.1:{}/admin   # denied by policy → 403",
         args.plaintext_port
+    );
+    println!(
+        "  http_proxy=http://127.0.0.1:{} curl http://cp-web/hello   # egress: data plane → control plane",
+        args.egress_port
     );
     println!();
     println!(
@@ -333,6 +425,6 @@ async fn main() -> anyhow::Result<()> {
     proxy::telemetry::shutdown_signal().await;
     client.shutdown().await;
     edge.shutdown().await;
-    drop(up);
+    drop((up, cp));
     Ok(())
 }
