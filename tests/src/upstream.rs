@@ -531,7 +531,24 @@ pub struct TcpEcho {
     pub addr: SocketAddr,
     /// Connections accepted so far.
     pub connections: Arc<AtomicU64>,
+    /// Connections that ended with a reset from the peer.
+    pub resets: Arc<AtomicU64>,
+    /// Signalled on each reset.
+    pub reset_notify: Arc<Notify>,
     cancel: CancellationToken,
+}
+
+impl TcpEcho {
+    /// Waits until at least `n` connections were reset by their peer.
+    pub async fn wait_resets(&self, n: u64) {
+        loop {
+            let notified = self.reset_notify.notified();
+            if self.resets.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Drop for TcpEcho {
@@ -549,8 +566,11 @@ pub async fn start_tcp_echo(addr: SocketAddr) -> std::io::Result<TcpEcho> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let connections = Arc::new(AtomicU64::new(0));
+    let resets = Arc::new(AtomicU64::new(0));
+    let reset_notify = Arc::new(Notify::new());
     let cancel = CancellationToken::new();
     let (count, stop) = (connections.clone(), cancel.clone());
+    let (resets_seen, notify) = (resets.clone(), reset_notify.clone());
     // Owned by the cancel token, which `TcpEcho` cancels on drop.
     tokio::spawn(async move {
         loop {
@@ -560,6 +580,7 @@ pub async fn start_tcp_echo(addr: SocketAddr) -> std::io::Result<TcpEcho> {
             };
             count.fetch_add(1, Ordering::SeqCst);
             let stop = stop.clone();
+            let (resets_seen, notify) = (resets_seen.clone(), notify.clone());
             tokio::spawn(async move {
                 let echo = async {
                     let mut buf = vec![0u8; 64 * 1024];
@@ -582,7 +603,14 @@ pub async fn start_tcp_echo(addr: SocketAddr) -> std::io::Result<TcpEcho> {
                     }
                 };
                 tokio::select! {
-                    _ = echo => {}
+                    r = echo => {
+                        if let Err(e) = r {
+                            if e.kind() == std::io::ErrorKind::ConnectionReset {
+                                resets_seen.fetch_add(1, Ordering::SeqCst);
+                                notify.notify_waiters();
+                            }
+                        }
+                    }
                     _ = stop.cancelled() => {}
                 }
             });
@@ -591,6 +619,8 @@ pub async fn start_tcp_echo(addr: SocketAddr) -> std::io::Result<TcpEcho> {
     Ok(TcpEcho {
         addr,
         connections,
+        resets,
+        reset_notify,
         cancel,
     })
 }

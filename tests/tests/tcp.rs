@@ -168,3 +168,95 @@ async fn egress_connect_reaches_a_tcp_upstream_with_half_close() {
     );
     topo.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_caller_reset_reaches_the_service() {
+    let topo = Topology::start().await.unwrap();
+    let (status, mut tcp) = connect_via(topo.egress_addr.unwrap(), "cp-tcp:5432").await;
+    assert_eq!(status, 200);
+    tcp.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    tcp.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    tcp.set_zero_linger().unwrap();
+    drop(tcp);
+    tokio::time::timeout(Duration::from_secs(10), topo.cp_tcp_echo.wait_resets(1))
+        .await
+        .expect("the service never saw the caller's reset");
+    topo.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_connections_are_decided_and_audited() {
+    use proxy::policy::{parse_policy, Scope};
+    let edge = r#"
+[[rule]]
+id = "dba-db"
+effect = "allow"
+callers = ["spiffe://tether.local/caller/dba"]
+services = ["tcp-echo"]
+methods = ["CONNECT"]
+"#;
+    let topo = Topology::start_with(tether_tests::topology::Options {
+        edge_policy: parse_policy(edge, Scope::Edge).unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let roots = topo.pki.roots().unwrap();
+    // Denied: nothing reaches the service, the connection just ends.
+    let intruder = topo.pki.leaf(IdentityKind::Caller, "intruder").unwrap();
+    let tls = tls_to(
+        topo.tcp_ingress_addr,
+        caller_tls(&intruder, roots.clone(), &[]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let out = exchange(tls, b"let me in".to_vec())
+        .await
+        .unwrap_or_default();
+    assert!(out.is_empty());
+    assert_eq!(
+        topo.tcp_echo
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    // Allowed.
+    let dba = topo.pki.leaf(IdentityKind::Caller, "dba").unwrap();
+    let tls = tls_to(topo.tcp_ingress_addr, caller_tls(&dba, roots, &[]).unwrap())
+        .await
+        .unwrap();
+    let out = exchange(tls, b"select 1".to_vec()).await.unwrap();
+    assert!(out.starts_with(b"select 1"));
+    // Both audited at the edge, open and close each.
+    tokio::time::timeout(Duration::from_secs(10), topo.edge_audit_log.wait_written(4))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&topo.edge_audit).unwrap();
+    let records: Vec<proxy::audit::AuditRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deny: Vec<_> = records
+        .iter()
+        .filter(|r| r.caller.ends_with("/intruder"))
+        .collect();
+    assert_eq!(deny.len(), 2);
+    assert_eq!(deny[0].decision.as_deref(), Some("deny"));
+    let allow: Vec<_> = records
+        .iter()
+        .filter(|r| r.caller.ends_with("/dba"))
+        .collect();
+    assert_eq!(allow.len(), 2);
+    assert_eq!(
+        (allow[0].decision.as_deref(), allow[0].rule.as_deref()),
+        (Some("allow"), Some("dba-db"))
+    );
+    assert_eq!(allow[1].bytes_in, Some(8));
+    assert!(allow[1].bytes_out.unwrap() >= 8);
+    assert!(allow
+        .iter()
+        .all(|r| r.method == "CONNECT" && r.service == "tcp-echo"));
+    topo.shutdown().await;
+}
