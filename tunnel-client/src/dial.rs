@@ -203,10 +203,11 @@ pub async fn run(
             Ok((conn, edge, welcome, control)) => {
                 attempt = 0;
                 info!(edge = %welcome.edge_id, identity = %edge, tunnel = %cfg.identity.id, "tunnel connected");
+                // Usable for egress before anyone is told it is connected.
+                shared.set_connection(Some(conn.clone()));
                 let _ = state.send(TunnelState::Connected {
                     edge_id: welcome.edge_id.clone(),
                 });
-                shared.set_connection(Some(conn.clone()));
                 let span = tracing::info_span!("edge_conn", edge = %welcome.edge_id);
                 serve_connection(&conn, edge, control, &shared, &cancel)
                     .instrument(span)

@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use proxy::audit::stream::StreamAudit;
 use proxy::audit::AuditEvent;
-use proxy::forward::head::{is_grpc, request_authority, request_id};
+use proxy::forward::head::{is_grpc, request_authority, request_id, trace_id};
 use proxy::forward::open::{grpc_timeout, open_call, open_tcp, respond, OpenFailure, Target};
 use proxy::forward::{BoxError, CallError, HttpBody};
 use proxy::policy::{canonical_path, Permit, Subject};
@@ -117,6 +117,7 @@ where
             direction: "egress".into(),
             stream_id: shared.next_stream.fetch_add(1, Ordering::Relaxed),
             request_id: rid.clone(),
+            trace_id: trace_id(req.headers()),
             caller: own.clone(),
             tunnel: own,
             method: req.method().to_string(),

@@ -44,6 +44,14 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
 }
 
+/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`),
+/// in lowercase, if the header is well formed; for audit records.
+pub fn trace_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("traceparent")?.to_str().ok()?;
+    let id = v.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+}
+
 /// Builds the OPEN frame for a caller's request. `body_empty` says the
 /// request has no body, so the far end can send a bodiless request too.
 pub fn open_for_request(

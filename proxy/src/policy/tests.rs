@@ -590,6 +590,358 @@ fn client_decision_matrix() {
     run(&p, &cases);
 }
 
+const EGRESS: &str = r#"
+[[rule]]
+id = "east-billing"
+effect = "allow"
+callers = ["spiffe://td/tunnel/east/*"]
+workloads = ["billing", "payments"]
+services = ["billing-api", "billing-reports"]
+methods = ["GET", "POST"]
+paths = ["/v1/"]
+
+[[rule]]
+id = "all-telemetry"
+effect = "allow"
+callers = ["spiffe://td/tunnel/*"]
+services = ["telemetry"]
+grpc = ["/otel.Collector/*"]
+
+[[rule]]
+id = "no-billing-admin"
+effect = "deny"
+callers = ["spiffe://td/*"]
+services = ["billing-api", "billing-reports"]
+paths = ["/v1/admin"]
+
+[[rule]]
+id = "batch-no-telemetry"
+effect = "deny"
+callers = ["spiffe://td/tunnel/*"]
+workloads = ["batch"]
+services = ["telemetry"]
+"#;
+
+/// An egress case: tunnel (the caller), workload label, upstream, method,
+/// path, gRPC?, expected outcome and rule.
+type EgressCase = (
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    Outcome,
+    Option<&'static str>,
+);
+
+#[test]
+fn egress_decision_matrix() {
+    let p = parse_policy(EGRESS, Scope::Egress).unwrap();
+    let east = EAST_A;
+    let west = "spiffe://td/tunnel/west/b";
+    let export = "/otel.Collector/Export";
+    let cases: Vec<EgressCase> = vec![
+        // The listener's label selects the rule; several labels may share one.
+        (
+            east,
+            Some("billing"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Allow,
+            Some("east-billing"),
+        ),
+        (
+            east,
+            Some("payments"),
+            "billing-reports",
+            "POST",
+            "/v1/pay",
+            false,
+            Allow,
+            Some("east-billing"),
+        ),
+        (
+            east,
+            Some("app"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        // No label matches no `workloads` rule: never a wildcard.
+        (
+            east,
+            None,
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        // Labels match exactly: no case folding, no prefixes.
+        (
+            east,
+            Some("Billing"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        (
+            east,
+            Some("billing-2"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        // The other fields still apply.
+        (
+            west,
+            Some("billing"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        (
+            east,
+            Some("billing"),
+            "billing-api",
+            "DELETE",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        (
+            east,
+            Some("billing"),
+            "billing-api",
+            "GET",
+            "/v2/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        (
+            east,
+            Some("billing"),
+            "billing-apix",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        (
+            east,
+            Some("billing"),
+            "telemetry",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        // The caller of an egress call is a tunnel, never a caller identity.
+        (
+            O,
+            Some("billing"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        (
+            "spiffe://other/tunnel/east/a",
+            Some("billing"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        // A deny beats the allow, whatever the spelling.
+        (
+            east,
+            Some("billing"),
+            "billing-api",
+            "GET",
+            "/v1/admin",
+            false,
+            Deny,
+            Some("no-billing-admin"),
+        ),
+        (
+            east,
+            Some("payments"),
+            "billing-reports",
+            "POST",
+            "/V1/Admin/users",
+            false,
+            Deny,
+            Some("no-billing-admin"),
+        ),
+        (
+            east,
+            Some("billing"),
+            "billing-api",
+            "GET",
+            "/v1/administrator",
+            false,
+            Allow,
+            Some("east-billing"),
+        ),
+        // A rule without `workloads` applies to every label, and to none.
+        (
+            west,
+            None,
+            "telemetry",
+            "POST",
+            export,
+            true,
+            Allow,
+            Some("all-telemetry"),
+        ),
+        (
+            west,
+            Some("app"),
+            "telemetry",
+            "POST",
+            export,
+            true,
+            Allow,
+            Some("all-telemetry"),
+        ),
+        (
+            east,
+            Some("billing"),
+            "telemetry",
+            "POST",
+            export,
+            true,
+            Allow,
+            Some("all-telemetry"),
+        ),
+        (west, None, "telemetry", "POST", export, false, Deny, None),
+        (
+            west,
+            None,
+            "telemetry",
+            "POST",
+            "/other.Svc/Export",
+            true,
+            Deny,
+            None,
+        ),
+        // A deny scoped to one label leaves the others alone.
+        (
+            west,
+            Some("batch"),
+            "telemetry",
+            "POST",
+            export,
+            true,
+            Deny,
+            Some("batch-no-telemetry"),
+        ),
+        (
+            east,
+            Some("batch"),
+            "billing-api",
+            "GET",
+            "/v1/invoices",
+            false,
+            Deny,
+            None,
+        ),
+        (
+            east,
+            Some("batch"),
+            "billing-api",
+            "GET",
+            "/v1/admin",
+            false,
+            Deny,
+            Some("no-billing-admin"),
+        ),
+    ];
+    assert!(cases.len() >= 10);
+    for (i, (tunnel, workload, service, method, path, grpc, outcome, rule)) in
+        cases.iter().enumerate()
+    {
+        let s = Subject {
+            caller: tunnel,
+            tunnel,
+            service,
+            method,
+            path,
+            grpc: *grpc,
+            workload: *workload,
+        };
+        let d = decide(&p, &s);
+        assert_eq!(
+            (&d.outcome, d.rule.as_deref()),
+            (outcome, *rule),
+            "case {i}: {tunnel} {workload:?} {service} {method} {path}"
+        );
+    }
+}
+
+#[test]
+fn check_keeps_workloads_to_egress_and_tunnels_out_of_it() {
+    let workloads = "[[rule]]\nid = \"a\"\neffect = \"allow\"\ncallers = [\"spiffe://td/tunnel/x\"]\nworkloads = [\"app\"]\n";
+    assert!(parse_policy(workloads, Scope::Egress).is_ok());
+    for scope in [Scope::Edge, Scope::Client] {
+        let msg = parse_policy(workloads, scope).unwrap_err().to_string();
+        assert!(msg.contains("workloads"), "{scope:?}: {msg}");
+        assert!(msg.contains("line 1"), "{scope:?}: {msg}");
+    }
+    let tunnels = "[[rule]]\nid = \"a\"\neffect = \"allow\"\ncallers = [\"spiffe://td/tunnel/x\"]\ntunnels = [\"spiffe://td/tunnel/x\"]\n";
+    let msg = parse_policy(tunnels, Scope::Egress)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("tunnels"), "{msg}");
+    assert!(
+        msg.contains("callers"),
+        "the message says what to use instead: {msg}"
+    );
+    assert!(parse_policy(tunnels, Scope::Edge).is_ok());
+    // Labels are DNS labels, as the listener's `workload` is.
+    for bad in [
+        "[]",
+        "[\"\"]",
+        "[\"App\"]",
+        "[\"a b\"]",
+        "[\"-app\"]",
+        "[\"a.b\"]",
+    ] {
+        let text = format!(
+            "[[rule]]\nid = \"a\"\neffect = \"allow\"\ncallers = [\"spiffe://td/tunnel/x\"]\nworkloads = {bad}\n"
+        );
+        let msg = parse_policy(&text, Scope::Egress)
+            .expect_err(&text)
+            .to_string();
+        assert!(msg.contains("workloads"), "{bad}: {msg}");
+    }
+}
+
 #[test]
 fn empty_policy_denies_everything() {
     let p = Policy::deny_all(Scope::Edge);
