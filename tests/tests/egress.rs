@@ -1162,10 +1162,15 @@ async fn unknown_upstreams_and_addresses_are_refused() {
     let edge = by_stream(&records(&topo.edge_audit));
     assert_eq!(edge.len(), 4, "{edge:#?}");
     for (o, c) in edge.values() {
-        assert_eq!(
-            (o.decision.as_deref(), o.reason.as_deref()),
-            (Some("refuse"), Some("unknown-upstream")),
-            "{o:?}"
+        // The policy decides before the edge says whether an upstream exists
+        // (so a denied tunnel cannot probe names): the open record carries
+        // the policy's decision, the close record the unknown upstream.
+        assert_eq!(o.decision.as_deref(), Some("allow"), "{o:?}");
+        assert!(
+            c.error
+                .as_deref()
+                .is_some_and(|e| e.contains("unknown upstream")),
+            "{c:?}"
         );
         assert!(
             ["nowhere", "localhost"].contains(&o.service.as_str()),
@@ -1549,7 +1554,13 @@ paths = ["/secrets"]
     expect(&client, "/secrets", "allow", "client-out");
     expect(&edge, "/secrets", "deny", "edge-no-secrets");
     expect(&client, "/admin", "deny", "client-no-admin");
-    expect(&edge, "/missing", "refuse", "unknown-upstream");
+    // Decided before existence is revealed; the close record names the miss.
+    expect(&edge, "/missing", "allow", "edge-tunnels");
+    assert!(find(&edge, "/missing")
+        .1
+        .error
+        .unwrap()
+        .contains("unknown upstream"));
     expect(&edge, "/down", "allow", "edge-tunnels");
     expect(&client, "/address", "refuse", "bad-request");
     let (o, c) = find(&edge, "/tether.echo.v1.Echo/Unary");

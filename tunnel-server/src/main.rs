@@ -55,6 +55,9 @@ enum PolicyCommand {
     Check {
         /// The policy file.
         file: PathBuf,
+        /// The file is an egress policy ([egress] policy).
+        #[arg(long)]
+        egress: bool,
     },
     /// Says which rule decides a call and why each rule matches or not.
     Explain {
@@ -78,6 +81,13 @@ enum PolicyCommand {
         /// Treat the call as gRPC.
         #[arg(long)]
         grpc: bool,
+        /// The file is an egress policy: --caller is the tunnel's identity
+        /// and --service the upstream name.
+        #[arg(long)]
+        egress: bool,
+        /// The egress listener's workload label (egress policies).
+        #[arg(long)]
+        workload: Option<String>,
     },
 }
 
@@ -114,8 +124,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Policy(PolicyCommand::Check { file }) => {
-            let p = proxy::policy::load_policy(&file, proxy::policy::Scope::Edge)?;
+        Command::Policy(PolicyCommand::Check { file, egress }) => {
+            let scope = if egress {
+                proxy::policy::Scope::Egress
+            } else {
+                proxy::policy::Scope::Edge
+            };
+            let p = proxy::policy::load_policy(&file, scope)?;
             println!(
                 "{}: OK ({} rules{})",
                 file.display(),
@@ -132,8 +147,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             method,
             path,
             grpc,
+            egress,
+            workload,
         }) => {
-            let p = proxy::policy::load_policy(&file, proxy::policy::Scope::Edge)?;
+            let scope = if egress {
+                proxy::policy::Scope::Egress
+            } else {
+                proxy::policy::Scope::Edge
+            };
+            let p = proxy::policy::load_policy(&file, scope)?;
             let path = proxy::policy::canonical_path(&path, grpc)
                 .map_err(|e| anyhow::anyhow!("the path would be refused before policy: {e}"))?;
             let subject = proxy::policy::Subject {
@@ -143,7 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 method: &method,
                 path,
                 grpc,
-                workload: None,
+                workload: workload.as_deref(),
             };
             print!("{}", proxy::policy::explain_text(&p, &subject));
             Ok(())

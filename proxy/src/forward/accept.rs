@@ -121,23 +121,6 @@ async fn serve_open<A: Acceptor>(
 ) {
     let limits = *acceptor.limits();
     let grpc = is_grpc(&open.headers);
-    let Some(upstream) = acceptor.upstream(&open.service) else {
-        let err = acceptor.unknown(&open.service);
-        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
-    };
-    if (open.kind == StreamKind::Tcp) != upstream.is_tcp() {
-        let err = CallError::BadRequest {
-            reason: if upstream.is_tcp() {
-                format!(
-                    "'{}' is a TCP service; open a TCP stream to it",
-                    open.service
-                )
-            } else {
-                format!("'{}' is an HTTP service; send it HTTP", open.service)
-            },
-        };
-        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
-    }
     let permit = match acceptor.decide(&open) {
         Ok(p) => p,
         Err((err, decision)) => {
@@ -163,6 +146,25 @@ async fn serve_open<A: Acceptor>(
             reason: format!("the audit log cannot be written ({e}); refusing to forward unaudited"),
         };
         return refuse(send, &err, &limits.wire).await;
+    }
+    // Existence is checked only after the policy allowed the call, so a
+    // caller the policy denies cannot probe which services exist.
+    let Some(upstream) = acceptor.upstream(&open.service) else {
+        let err = acceptor.unknown(&open.service);
+        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
+    };
+    if (open.kind == StreamKind::Tcp) != upstream.is_tcp() {
+        let err = CallError::BadRequest {
+            reason: if upstream.is_tcp() {
+                format!(
+                    "'{}' is a TCP service; open a TCP stream to it",
+                    open.service
+                )
+            } else {
+                format!("'{}' is an HTTP service; send it HTTP", open.service)
+            },
+        };
+        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
     }
     if open.kind == StreamKind::Tcp {
         return serve_tcp(&open, reader, send, upstream, &limits, audit).await;
@@ -202,13 +204,10 @@ async fn serve_open<A: Acceptor>(
     let resp = match sent {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
-            let reason = format!(
-                "service '{}' at {}: {}",
-                open.service,
-                upstream.base,
-                error_chain(&e)
-            );
-            debug!(%reason, "upstream request failed");
+            // The address stays in the log; callers learn the name and the cause.
+            let chain = error_chain(&e);
+            debug!(service = %open.service, url = %upstream.base, error = %chain, "upstream request failed");
+            let reason = format!("service '{}' is unreachable: {chain}", open.service);
             let err = CallError::UpstreamUnavailable { reason };
             return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
         }
@@ -264,8 +263,9 @@ async fn serve_tcp(
     let tcp = match upstream.connect_tcp(limits.connect_timeout).await {
         Ok(tcp) => tcp,
         Err(e) => {
+            debug!(service = %open.service, url = %upstream.base, error = %e, "TCP connect failed");
             let err = CallError::UpstreamUnavailable {
-                reason: format!("TCP service '{}' at {}: {e}", open.service, upstream.base),
+                reason: format!("TCP service '{}' is unreachable: {e}", open.service),
             };
             return refuse_audited(send, &err, &limits.wire, audit, false).await;
         }

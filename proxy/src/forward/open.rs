@@ -219,7 +219,9 @@ pub async fn respond(
             }
             let resp = e.to_response(grpc);
             let ending = audit.ending_mut();
-            ending.http_status = Some(resp.status().as_u16());
+            // The status of the outcome (a gRPC caller saw 200 carrying
+            // grpc-status); both ends record the same value for one refusal.
+            ending.http_status = Some(e.http_status().as_u16());
             ending.grpc_status = grpc.then(|| e.grpc_code());
             ending.error = Some(e.to_string());
             audit.close().await;

@@ -49,7 +49,7 @@ pub enum CallError {
         tunnel: String,
     },
     /// The tunnel is known but has no live connection to this edge.
-    #[error("tunnel '{tunnel}' is not connected to this edge")]
+    #[error("tunnel '{tunnel}' has no live connection between its client and the edge")]
     TunnelOffline {
         /// Tunnel name.
         tunnel: String,
