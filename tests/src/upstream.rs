@@ -624,3 +624,27 @@ pub async fn start_tcp_echo(addr: SocketAddr) -> std::io::Result<TcpEcho> {
         cancel,
     })
 }
+
+/// Like [`start_tls`], but requires a client certificate chained to
+/// `client_roots`: a control-plane service that authenticates its callers.
+pub async fn start_mtls(
+    addr: SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+    client_roots: Arc<rustls::RootCertStore>,
+) -> anyhow::Result<Upstream> {
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        client_roots,
+        proxy::tls::provider(),
+    )
+    .build()?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(proxy::tls::provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(start_with(addr, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await?)
+}

@@ -1574,3 +1574,69 @@ paths = ["/secrets"]
     verify_files(std::slice::from_ref(&topo.client_audit)).unwrap();
     topo.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_upstreams_with_a_client_certificate() {
+    use std::collections::BTreeMap;
+    use tunnel_client::config::{Protocol, Service};
+    let _shared = PROCESS.read().await;
+    let pki = tether_tests::topology::Pki::new().unwrap();
+    let mut spec = certs::LeafSpec::new(certs::IdentityKind::Edge, "state-api");
+    spec.dns_names = vec!["localhost".into()];
+    let server = pki.ca.issue(&spec).unwrap();
+    let secure = tether_tests::upstream::start_mtls(
+        "127.0.0.1:0".parse().unwrap(),
+        &server.cert_pem,
+        &server.key_pem,
+        pki.roots().unwrap(),
+    )
+    .await
+    .unwrap();
+    // The certificate the edge presents to the upstream.
+    let edge_client = pki
+        .ca
+        .issue(&certs::LeafSpec::new(
+            certs::IdentityKind::Edge,
+            "edge-egress",
+        ))
+        .unwrap();
+    let mut upstreams = BTreeMap::new();
+    for (name, with_cert) in [("cp-secure", true), ("cp-secure-anon", false)] {
+        upstreams.insert(
+            name.to_string(),
+            Service {
+                url: format!("https://localhost:{}", secure.addr.port())
+                    .parse()
+                    .unwrap(),
+                protocol: Protocol::Tls,
+                ca: Some(pki.roots().unwrap()),
+                client_identity: with_cert
+                    .then(|| tether_tests::topology::tls_identity(&edge_client).unwrap()),
+            },
+        );
+    }
+    let topo = Topology::start_with(tether_tests::topology::Options {
+        extra_upstreams: upstreams,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let egress = topo.egress_addr.unwrap();
+    let mut grpc = grpc_plaintext(egress, "cp-secure").await.unwrap();
+    grpc.unary(EchoRequest::default())
+        .await
+        .expect("mTLS upstream reached with the configured certificate");
+    let mut http = HttpCaller::plaintext(egress, false).await.unwrap();
+    let resp = http
+        .send(request(Method::GET, "cp-secure-anon", "/hello", empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        502,
+        "without a client certificate the upstream refuses the connection"
+    );
+    assert_eq!(resp.headers()["tether-error"], "upstream-unavailable");
+    assert_eq!(secure.observed.requests(), 1);
+    topo.shutdown().await;
+}
