@@ -191,3 +191,29 @@ pub struct RawAdmin {
     /// TCP address; omit to serve no admin endpoints.
     pub listen: Option<String>,
 }
+
+/// Loads the policy file a config names (if any) into a live handle. No
+/// file means deny everything: default deny, never fail open. Problems are
+/// recorded under `key`.
+pub fn policy_handle(
+    file: Option<&Path>,
+    base: &Path,
+    scope: crate::policy::Scope,
+    key: &str,
+    errors: &mut ConfigErrors,
+) -> std::sync::Arc<crate::policy::PolicyHandle> {
+    use crate::policy::{load_policy, Policy, PolicyHandle};
+    let Some(file) = file else {
+        return PolicyHandle::new(Policy::deny_all(scope), None);
+    };
+    let path = base.join(file);
+    match load_policy(&path, scope) {
+        Ok(p) => PolicyHandle::new(p, Some(path)),
+        Err(e) => {
+            for msg in e.0 {
+                errors.push(key, msg);
+            }
+            PolicyHandle::new(Policy::deny_all(scope), None)
+        }
+    }
+}

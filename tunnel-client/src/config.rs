@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proxy::audit::{AuditConfig, Side};
-use proxy::config::{load_toml, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits};
-use proxy::policy::{load_policy, Policy, PolicyHandle, Scope};
+use proxy::config::{
+    load_toml, policy_handle, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits,
+};
+use proxy::policy::{PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::upstream::{specs_from_raw, RawUpstream};
 pub use proxy::upstream::{Protocol, UpstreamSpec as Service};
@@ -228,36 +230,20 @@ impl Config {
             );
         }
         let limits = raw.limits.into_limits(&mut errors);
-        let policy = match &raw.policy.file {
-            Some(file) => {
-                let path = base.join(file);
-                match load_policy(&path, Scope::Client) {
-                    Ok(p) => PolicyHandle::new(p, Some(path)),
-                    Err(e) => {
-                        for msg in e.0 {
-                            errors.push("policy.file", msg);
-                        }
-                        PolicyHandle::new(Policy::deny_all(Scope::Client), None)
-                    }
-                }
-            }
-            None => PolicyHandle::new(Policy::deny_all(Scope::Client), None),
-        };
-        let egress_policy = match &raw.egress.policy {
-            Some(file) => {
-                let path = base.join(file);
-                match load_policy(&path, Scope::Egress) {
-                    Ok(p) => PolicyHandle::new(p, Some(path)),
-                    Err(e) => {
-                        for msg in e.0 {
-                            errors.push("egress.policy", msg);
-                        }
-                        PolicyHandle::new(Policy::deny_all(Scope::Egress), None)
-                    }
-                }
-            }
-            None => PolicyHandle::new(Policy::deny_all(Scope::Egress), None),
-        };
+        let policy = policy_handle(
+            raw.policy.file.as_deref(),
+            base,
+            Scope::Client,
+            "policy.file",
+            &mut errors,
+        );
+        let egress_policy = policy_handle(
+            raw.egress.policy.as_deref(),
+            base,
+            Scope::Egress,
+            "egress.policy",
+            &mut errors,
+        );
         let mut egress_listeners = Vec::new();
         for (i, l) in raw.egress.listener.iter().enumerate() {
             let key = format!("egress.listener[{i}]");

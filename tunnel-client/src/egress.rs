@@ -318,54 +318,7 @@ where
     let path = canonical_path(target, grpc).map_err(|e| CallError::BadRequest {
         reason: format!("{e}; send the path in canonical form"),
     })?;
-    let own = shared.config.identity.id.as_str();
-    let decision = proxy::policy::decide(
-        &shared.config.egress_policy.current(),
-        &Subject {
-            caller: own,
-            tunnel: own,
-            service: &name,
-            method: parts.method.as_str(),
-            path,
-            grpc,
-            workload,
-        },
-    );
-    let permit = match Permit::from_decision(decision) {
-        Ok(p) => p,
-        Err(d) => {
-            let reason = match &d.rule {
-                Some(rule) => format!("this tunnel's egress rule '{rule}' denies this call"),
-                None => {
-                    "this tunnel's egress policy allows no such call (default deny)".to_string()
-                }
-            };
-            let err = CallError::Denied { reason };
-            let _ = audit
-                .open(d.label(), d.rule.as_deref(), Some(err.to_string()))
-                .await;
-            return Err(err.into());
-        }
-    };
-    // Durable before the first byte leaves, or nothing leaves.
-    audit
-        .open(
-            permit.decision().label(),
-            permit.decision().rule.as_deref(),
-            None,
-        )
-        .await
-        .map_err(|e| CallError::Unavailable {
-            reason: format!(
-                "the tunnel's audit log cannot be written ({e}); refusing to forward unaudited"
-            ),
-        })?;
-    let Some(conn) = shared.connection() else {
-        return Err(CallError::TunnelOffline {
-            tunnel: shared.config.tunnel_name().to_string(),
-        }
-        .into());
-    };
+    let (permit, conn) = admit(&parts, &name, path, grpc, workload, shared, audit).await?;
     let target = Target {
         service: &name,
         caller: workload.unwrap_or(""),

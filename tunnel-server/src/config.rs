@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proxy::audit::{AuditConfig, Side};
-use proxy::config::{load_toml, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits};
-use proxy::policy::{load_policy, Policy, PolicyHandle, Scope};
+use proxy::config::{
+    load_toml, policy_handle, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits,
+};
+use proxy::policy::{PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::{Limits, SpiffeId};
 use rustls::RootCertStore;
@@ -270,36 +272,20 @@ impl Config {
             );
         }
         let limits = raw.limits.into_limits(&mut errors);
-        let policy = match &raw.policy.file {
-            Some(file) => {
-                let path = base.join(file);
-                match load_policy(&path, Scope::Edge) {
-                    Ok(p) => PolicyHandle::new(p, Some(path)),
-                    Err(e) => {
-                        for msg in e.0 {
-                            errors.push("policy.file", msg);
-                        }
-                        PolicyHandle::new(Policy::deny_all(Scope::Edge), None)
-                    }
-                }
-            }
-            None => PolicyHandle::new(Policy::deny_all(Scope::Edge), None),
-        };
-        let egress_policy = match &raw.egress.policy {
-            Some(file) => {
-                let path = base.join(file);
-                match load_policy(&path, Scope::Egress) {
-                    Ok(p) => PolicyHandle::new(p, Some(path)),
-                    Err(e) => {
-                        for msg in e.0 {
-                            errors.push("egress.policy", msg);
-                        }
-                        PolicyHandle::new(Policy::deny_all(Scope::Egress), None)
-                    }
-                }
-            }
-            None => PolicyHandle::new(Policy::deny_all(Scope::Egress), None),
-        };
+        let policy = policy_handle(
+            raw.policy.file.as_deref(),
+            base,
+            Scope::Edge,
+            "policy.file",
+            &mut errors,
+        );
+        let egress_policy = policy_handle(
+            raw.egress.policy.as_deref(),
+            base,
+            Scope::Egress,
+            "egress.policy",
+            &mut errors,
+        );
         let upstreams = proxy::upstream::specs_from_raw(
             "egress.upstreams",
             raw.egress.upstreams,
