@@ -1,0 +1,135 @@
+//! One measurement's raw figures, and the `/proc` readers behind the CPU
+//! and memory columns.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Highest latency the histograms hold: a call slower than this is recorded
+/// as this (the per-call timeout is lower, so it does not happen).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// A latency histogram in microseconds, 1 µs to 60 s, three significant
+/// digits (0.1% relative error at every percentile).
+pub fn latency_histogram() -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, MAX_LATENCY_US, 3) {
+        Ok(h) => h,
+        // The bounds above are fixed and valid (low ≥ 1, high ≥ 2 × low,
+        // sigfig ≤ 5), so this cannot fail; an auto-resizing histogram is
+        // a safe fallback all the same.
+        Err(_) => Histogram::new(3).unwrap_or_else(|_| unreachable!("sigfig 3 is valid")),
+    }
+}
+
+/// Records one call's latency.
+pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
+    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
+}
+
+/// The figures of one measurement (or several merged).
+#[derive(Clone)]
+pub struct Measurement {
+    /// Latency of successful calls, µs.
+    pub hist: Histogram<u64>,
+    /// Open loop only: how late each call was sent after it fell due, µs
+    /// (timer granularity and a busy scheduler). It is part of every
+    /// latency above, so it is reported to show the generator's own share.
+    pub send_lag: Histogram<u64>,
+    /// Calls that succeeded.
+    pub calls: u64,
+    /// Calls that failed or timed out.
+    pub errors: u64,
+    /// Open loop only: calls that were due but could not start because
+    /// `--max-in-flight` calls were already outstanding.
+    pub missed: u64,
+    /// Calls the open loop scheduled (started or missed).
+    pub scheduled: u64,
+    /// Wall-clock time of the measurement window.
+    pub elapsed: Duration,
+    /// Process CPU (user + system) used in the window.
+    pub cpu: Duration,
+    /// Resident set size at the end of the window, KiB.
+    pub rss_kib: u64,
+}
+
+impl Measurement {
+    /// An empty measurement.
+    pub fn new() -> Self {
+        Self {
+            hist: latency_histogram(),
+            send_lag: latency_histogram(),
+            calls: 0,
+            errors: 0,
+            missed: 0,
+            scheduled: 0,
+            elapsed: Duration::ZERO,
+            cpu: Duration::ZERO,
+            rss_kib: 0,
+        }
+    }
+
+    /// Adds `other` (another round of the same path) to this one.
+    pub fn merge(&mut self, other: &Measurement) {
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+        let _ = self.send_lag.add(&other.send_lag);
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.missed += other.missed;
+        self.scheduled += other.scheduled;
+        self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+        self.rss_kib = self.rss_kib.max(other.rss_kib);
+    }
+}
+
+impl Default for Measurement {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// CPU time (user + system) this process has used, from `/proc/self/stat`.
+/// Zero where `/proc` is missing.
+pub fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here.
+    // Linux reports them in clock ticks of 1/100 s (USER_HZ).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`); zero when absent.
+fn status_kib(field: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Current resident set size, KiB.
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS")
+}
+
+/// Peak resident set size of the process so far (`VmHWM`), KiB.
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM")
+}

@@ -1,0 +1,232 @@
+//! Turns measurements into figures: the summary table people read and the
+//! JSON document machines read. Both come from the same [`Report`], so they
+//! never disagree.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::measurement::{self, Measurement};
+
+/// Latency percentiles of successful calls, µs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Slowest call.
+    pub max: u64,
+    /// Mean, for comparison with tools that only give averages.
+    pub mean: f64,
+}
+
+impl Latency {
+    /// The percentiles of `hist` (all zero when it is empty).
+    pub fn of(hist: &Histogram<u64>) -> Self {
+        Self {
+            p50: hist.value_at_quantile(0.50),
+            p90: hist.value_at_quantile(0.90),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            mean: hist.mean(),
+        }
+    }
+}
+
+/// A row's figures divided by the baseline row's.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratios {
+    /// Calls per second ÷ baseline's.
+    pub throughput: f64,
+    /// Median latency ÷ baseline's.
+    pub p50: f64,
+    /// p99 latency ÷ baseline's.
+    pub p99: f64,
+    /// CPU per call ÷ baseline's.
+    pub cpu_per_call: f64,
+}
+
+/// One row: a path (or an audit mode), all rounds merged.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The path or mode.
+    pub label: String,
+    /// Calls that succeeded.
+    pub calls: u64,
+    /// Calls that failed or timed out.
+    pub errors: u64,
+    /// Open loop: calls due but not started (in-flight cap reached).
+    pub missed: u64,
+    /// Open loop: calls scheduled (started or missed).
+    pub scheduled: u64,
+    /// Seconds measured, all rounds.
+    pub seconds: f64,
+    /// Successful calls per second.
+    pub calls_per_sec: f64,
+    /// Latency, µs.
+    pub latency_us: Latency,
+    /// Open loop only: how late calls were sent after falling due, µs
+    /// (already included in `latency_us`).
+    pub send_lag_us: Option<Latency>,
+    /// Process CPU (load generator and every in-process component) per
+    /// successful call, µs.
+    pub cpu_us_per_call: f64,
+    /// Resident set size at the end of this row's last measurement, KiB.
+    pub rss_kib: u64,
+    /// This row ÷ the baseline row (the first; `direct` when measured).
+    pub vs_baseline: Option<Ratios>,
+}
+
+impl Row {
+    /// The row for `m`, labelled `label`.
+    pub fn new(label: impl Into<String>, m: &Measurement) -> Self {
+        let secs = m.elapsed.as_secs_f64();
+        Self {
+            label: label.into(),
+            calls: m.calls,
+            errors: m.errors,
+            missed: m.missed,
+            scheduled: m.scheduled,
+            seconds: secs,
+            calls_per_sec: if secs > 0.0 {
+                m.calls as f64 / secs
+            } else {
+                0.0
+            },
+            latency_us: Latency::of(&m.hist),
+            send_lag_us: (!m.send_lag.is_empty()).then(|| Latency::of(&m.send_lag)),
+            cpu_us_per_call: m.cpu.as_secs_f64() * 1e6 / m.calls.max(1) as f64,
+            rss_kib: m.rss_kib,
+            vs_baseline: None,
+        }
+    }
+}
+
+/// A whole run's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `unary`, `rate` or `audit`.
+    pub scenario: String,
+    /// Where the components ran: `in-process` today.
+    pub topology: String,
+    /// The scenario's settings as given.
+    pub settings: serde_json::Value,
+    /// The label ratios are taken against.
+    pub baseline: Option<String>,
+    /// One row per path (or mode), baseline first.
+    pub rows: Vec<Row>,
+    /// Peak resident set size of the whole process (`VmHWM`), KiB. Every
+    /// path ran in this process, so this is not per path.
+    pub peak_rss_kib: u64,
+    /// Targets the run could not reach (missed calls, errors), in words.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// A report of `rows`, with ratios to the first row.
+    pub fn new(scenario: &str, settings: serde_json::Value, mut rows: Vec<Row>) -> Self {
+        let baseline = rows.first().cloned();
+        if let Some(base) = &baseline {
+            let div = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+            for row in &mut rows {
+                row.vs_baseline = Some(Ratios {
+                    throughput: div(row.calls_per_sec, base.calls_per_sec),
+                    p50: div(row.latency_us.p50 as f64, base.latency_us.p50 as f64),
+                    p99: div(row.latency_us.p99 as f64, base.latency_us.p99 as f64),
+                    cpu_per_call: div(row.cpu_us_per_call, base.cpu_us_per_call),
+                });
+            }
+        }
+        let mut warnings = Vec::new();
+        for row in &rows {
+            if row.errors > 0 {
+                warnings.push(format!("{}: {} calls failed", row.label, row.errors));
+            }
+            if row.missed > 0 {
+                warnings.push(format!(
+                    "{}: {} of {} scheduled calls missed (in-flight cap reached): \
+                     the target rate was not sustained",
+                    row.label, row.missed, row.scheduled
+                ));
+            }
+            if row.calls == 0 {
+                warnings.push(format!("{}: no call completed", row.label));
+            }
+        }
+        Self {
+            scenario: scenario.to_string(),
+            topology: "in-process".to_string(),
+            settings,
+            baseline: baseline.map(|b| b.label),
+            rows,
+            peak_rss_kib: measurement::peak_rss_kib(),
+            warnings,
+        }
+    }
+
+    /// True when every call of every row succeeded and none was missed.
+    pub fn clean(&self) -> bool {
+        self.warnings.is_empty()
+    }
+
+    /// The summary table, for people.
+    pub fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let base = self.baseline.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "{} on the {} topology; settings {}",
+            self.scenario, self.topology, self.settings
+        );
+        let _ = writeln!(
+            out,
+            "{:<8} {:>9} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8}",
+            if self.scenario == "audit" { "audit" } else { "path" },
+            "calls", "errors", "missed", "calls/s", "p50 µs", "p90 µs", "p99 µs",
+            "p99.9 µs", "max µs", "CPU µs/c", "RSS MiB", "×tput", "×p50", "×CPU"
+        );
+        for r in &self.rows {
+            let l = &r.latency_us;
+            let (t, p, c) = r
+                .vs_baseline
+                .as_ref()
+                .map_or((1.0, 1.0, 1.0), |v| (v.throughput, v.p50, v.cpu_per_call));
+            let _ = writeln!(
+                out,
+                "{:<8} {:>9} {:>6} {:>6} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9.1} {:>7.1} {:>8.3} {:>8.3} {:>8.3}",
+                r.label, r.calls, r.errors, r.missed, r.calls_per_sec, l.p50, l.p90, l.p99,
+                l.p999, l.max, r.cpu_us_per_call, r.rss_kib as f64 / 1024.0, t, p, c
+            );
+        }
+        for r in &self.rows {
+            if let Some(lag) = &r.send_lag_us {
+                let _ = writeln!(
+                    out,
+                    "{}: calls were sent late by p50 {} µs, p99 {} µs, max {} µs \
+                     (counted in the latency above)",
+                    r.label, lag.p50, lag.p99, lag.max
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "ratios (×) are to {base}; peak RSS of the process {:.1} MiB",
+            self.peak_rss_kib as f64 / 1024.0
+        );
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        out
+    }
+
+    /// The JSON document, for machines.
+    pub fn json(&self) -> anyhow::Result<String> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+}

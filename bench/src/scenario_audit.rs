@@ -1,0 +1,111 @@
+//! `audit`: the `unary` closed loop over the tunnel path, once per audit
+//! durability mode, in alternating rounds; each measurement gets a fresh
+//! topology because the mode is fixed when the audit log opens. The first
+//! mode is the baseline of the ratios.
+
+use std::time::Duration;
+
+use proxy::audit::Durability;
+use serde::Serialize;
+use tether_tests::topology::{Options, Topology};
+
+use crate::measurement::Measurement;
+use crate::paths::{self, Path};
+use crate::report::{Report, Row};
+use crate::scenario_unary::{closed_loop, ClosedLoop};
+
+/// An audit durability mode as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Audit {
+    /// fsync every open record before the call moves on (group commit).
+    Always,
+    /// fsync every 100 ms.
+    Interval,
+    /// Never fsync.
+    None,
+}
+
+impl Audit {
+    fn durability(self) -> Durability {
+        match self {
+            Audit::Always => Durability::Always,
+            Audit::Interval => Durability::Interval(Duration::from_millis(100)),
+            Audit::None => Durability::None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Audit::Always => "always",
+            Audit::Interval => "interval",
+            Audit::None => "none",
+        }
+    }
+}
+
+/// Settings of the `audit` scenario.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// Modes to compare; the first is the baseline.
+    pub modes: Vec<Audit>,
+    /// The client's mode when it should differ from the edge's (in
+    /// production the two ends write to different disks; here they share
+    /// one).
+    pub client_mode: Option<Audit>,
+    /// Rounds; each measures every mode once.
+    pub rounds: usize,
+    /// Each measurement's settings.
+    pub load: ClosedLoop,
+}
+
+/// Runs the comparison.
+pub async fn run(cfg: &AuditConfig) -> anyhow::Result<Report> {
+    anyhow::ensure!(!cfg.modes.is_empty(), "need at least one audit mode");
+    anyhow::ensure!(cfg.rounds > 0, "need at least one round");
+    anyhow::ensure!(cfg.load.concurrency > 0, "need concurrency ≥ 1");
+    let mut merged: Vec<Measurement> = cfg.modes.iter().map(|_| Measurement::new()).collect();
+    for round in 0..cfg.rounds {
+        for (mode, total) in cfg.modes.iter().zip(merged.iter_mut()) {
+            let topo = Topology::start_with(Options {
+                audit_durability: mode.durability(),
+                client_audit_durability: cfg.client_mode.map(Audit::durability),
+                ..Options::default()
+            })
+            .await?;
+            let label = format!("round {}/{} audit {}", round + 1, cfg.rounds, mode.name());
+            let result = match paths::connect(&topo, Path::Tunnel, cfg.load.concurrency).await {
+                Ok(clients) => closed_loop(&clients, &cfg.load, label).await,
+                Err(e) => Err(e),
+            };
+            let stats = topo.edge_audit_log.stats();
+            topo.shutdown().await;
+            total.merge(&result?);
+            if cfg.load.progress {
+                eprintln!(
+                    "  audit {}: edge audit wrote {} records with {} fsyncs",
+                    mode.name(),
+                    stats.records_written,
+                    stats.syncs
+                );
+            }
+        }
+    }
+    let rows = cfg
+        .modes
+        .iter()
+        .zip(&merged)
+        .map(|(mode, m)| Row::new(mode.name(), m))
+        .collect();
+    let settings = serde_json::json!({
+        "path": "tunnel",
+        "modes": cfg.modes,
+        "client_audit": cfg.client_mode.map_or("same as edge", Audit::name),
+        "concurrency": cfg.load.concurrency,
+        "duration_s": cfg.load.duration.as_secs_f64(),
+        "rounds": cfg.rounds,
+        "size": cfg.load.size,
+        "max_calls": cfg.load.max_calls,
+    });
+    Ok(Report::new("audit", settings, rows))
+}
