@@ -13,6 +13,7 @@ pub mod config;
 pub mod forward;
 pub mod identity;
 pub mod limits;
+pub mod ops;
 pub mod policy;
 pub mod telemetry;
 pub mod tls;

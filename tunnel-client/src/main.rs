@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use proxy::ops::{run_audit, run_policy, AuditCommand, PolicyCommand};
+use proxy::policy::Scope;
 
 /// The Tether tunnel client: dials out to an edge over QUIC (mutual TLS) and
 /// serves the edge's calls to local services. Opens no inbound port.
@@ -34,58 +36,6 @@ enum Command {
     /// Works with audit logs (see docs/audit.md).
     #[command(subcommand)]
     Audit(AuditCommand),
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Verifies a hash-chained audit log: prints OK with the record count
-    /// and head hash, or names the first record that was edited, removed,
-    /// reordered or truncated, and exits non-zero.
-    Verify {
-        /// The live log (its rotated files are found next to it), or
-        /// several files in chain order, oldest first.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Validates a policy file: every problem with its line and key.
-    Check {
-        /// The policy file.
-        file: PathBuf,
-        /// The file is an egress policy ([egress] policy).
-        #[arg(long)]
-        egress: bool,
-    },
-    /// Says which rule decides a call and why each rule matches or not.
-    Explain {
-        /// The policy file.
-        file: PathBuf,
-        /// Caller SPIFFE ID as the edge asserts it.
-        #[arg(long)]
-        caller: String,
-        /// Local service name.
-        #[arg(long)]
-        service: String,
-        /// HTTP method (gRPC calls are POST).
-        #[arg(long, default_value = "POST")]
-        method: String,
-        /// Request path, e.g. /pkg.Service/Method or /api/items.
-        #[arg(long)]
-        path: String,
-        /// Treat the call as gRPC.
-        #[arg(long)]
-        grpc: bool,
-        /// The file is an egress policy: --caller is the tunnel's identity
-        /// and --service the upstream name.
-        #[arg(long)]
-        egress: bool,
-        /// The egress listener's workload label (egress policies).
-        #[arg(long)]
-        workload: Option<String>,
-    },
 }
 
 fn main() -> ExitCode {
@@ -121,55 +71,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Policy(PolicyCommand::Check { file, egress }) => {
-            let scope = if egress {
-                proxy::policy::Scope::Egress
-            } else {
-                proxy::policy::Scope::Client
-            };
-            let p = proxy::policy::load_policy(&file, scope)?;
-            println!(
-                "{}: OK ({} rules{})",
-                file.display(),
-                p.rules.len(),
-                if p.dry_run { ", dry run" } else { "" }
+        Command::Policy(cmd) => {
+            print!(
+                "{}",
+                run_policy(cmd, Scope::Client).map_err(|e| anyhow::anyhow!(e))?
             );
             Ok(())
         }
-        Command::Policy(PolicyCommand::Explain {
-            file,
-            caller,
-            service,
-            method,
-            path,
-            grpc,
-            egress,
-            workload,
-        }) => {
-            let scope = if egress {
-                proxy::policy::Scope::Egress
-            } else {
-                proxy::policy::Scope::Client
-            };
-            let p = proxy::policy::load_policy(&file, scope)?;
-            let path = proxy::policy::canonical_path(&path, grpc)
-                .map_err(|e| anyhow::anyhow!("the path would be refused before policy: {e}"))?;
-            let subject = proxy::policy::Subject {
-                caller: &caller,
-                tunnel: "",
-                service: &service,
-                method: &method,
-                path,
-                grpc,
-                workload: workload.as_deref(),
-            };
-            print!("{}", proxy::policy::explain_text(&p, &subject));
-            Ok(())
-        }
-        Command::Audit(AuditCommand::Verify { files }) => {
-            let report = proxy::audit::verify_command(&files)
-                .map_err(|e| anyhow::anyhow!("audit log does not verify: {e}"))?;
-            println!("{report}");
+        Command::Audit(cmd) => {
+            print!("{}", run_audit(cmd).map_err(|e| anyhow::anyhow!(e))?);
             Ok(())
         }
         Command::Run { config } => {

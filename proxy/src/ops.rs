@@ -1,0 +1,122 @@
+//! The operator commands both binaries offer — `policy check`, `policy
+//! explain` and `audit verify` — defined once so they behave the same at
+//! the edge and at the client.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::policy::{canonical_path, explain_text, load_policy, Scope, Subject};
+
+/// `policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validates a policy file: every problem with its line and key.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+        /// The file is an egress policy ([egress] policy).
+        #[arg(long)]
+        egress: bool,
+    },
+    /// Says which rule decides a call and why each rule matches or not.
+    Explain {
+        /// The policy file.
+        file: PathBuf,
+        /// Caller SPIFFE ID (for egress policies: the tunnel's identity).
+        #[arg(long)]
+        caller: String,
+        /// Tunnel SPIFFE ID (edge ingress policies).
+        #[arg(long)]
+        tunnel: Option<String>,
+        /// Service name (for egress policies: the upstream name).
+        #[arg(long)]
+        service: String,
+        /// HTTP method (gRPC calls are POST, TCP connections CONNECT).
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// Request path, e.g. /pkg.Service/Method or /api/items.
+        #[arg(long)]
+        path: String,
+        /// Treat the call as gRPC.
+        #[arg(long)]
+        grpc: bool,
+        /// The file is an egress policy.
+        #[arg(long)]
+        egress: bool,
+        /// The egress listener's workload label (egress policies).
+        #[arg(long)]
+        workload: Option<String>,
+    },
+}
+
+/// `audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verifies a hash-chained audit log: prints OK with the record count
+    /// and head hash, or names the first record that was edited, removed,
+    /// reordered or truncated, and exits non-zero.
+    Verify {
+        /// The live log (its rotated files are found next to it), or
+        /// several files in chain order, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Runs a `policy` command; `ingress_scope` is the binary's own (edge or
+/// client). Returns what to print.
+pub fn run_policy(cmd: PolicyCommand, ingress_scope: Scope) -> Result<String, String> {
+    let scope_of = |egress: bool| if egress { Scope::Egress } else { ingress_scope };
+    match cmd {
+        PolicyCommand::Check { file, egress } => {
+            let p = load_policy(&file, scope_of(egress)).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{}: OK ({} rules{})\n",
+                file.display(),
+                p.rules.len(),
+                if p.dry_run { ", dry run" } else { "" }
+            ))
+        }
+        PolicyCommand::Explain {
+            file,
+            caller,
+            tunnel,
+            service,
+            method,
+            path,
+            grpc,
+            egress,
+            workload,
+        } => {
+            let scope = scope_of(egress);
+            let p = load_policy(&file, scope).map_err(|e| e.to_string())?;
+            let tunnel = match (scope, tunnel) {
+                (Scope::Edge, None) => return Err("--tunnel is required for an edge policy".into()),
+                (Scope::Egress, None) => caller.clone(),
+                (_, t) => t.unwrap_or_default(),
+            };
+            let path = canonical_path(&path, grpc)
+                .map_err(|e| format!("the path would be refused before policy: {e}"))?;
+            let subject = Subject {
+                caller: &caller,
+                tunnel: &tunnel,
+                service: &service,
+                method: &method,
+                path,
+                grpc,
+                workload: workload.as_deref(),
+            };
+            Ok(explain_text(&p, &subject))
+        }
+    }
+}
+
+/// Runs an `audit` command. Returns what to print.
+pub fn run_audit(cmd: AuditCommand) -> Result<String, String> {
+    match cmd {
+        AuditCommand::Verify { files } => crate::audit::verify_command(&files)
+            .map(|r| format!("{r}\n"))
+            .map_err(|e| format!("audit log does not verify: {e}")),
+    }
+}
