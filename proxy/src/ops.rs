@@ -15,7 +15,7 @@ pub enum PolicyCommand {
     Check {
         /// The policy file.
         file: PathBuf,
-        /// The file is an egress policy ([egress] policy).
+        /// The file is an egress policy (`[egress] policy`).
         #[arg(long)]
         egress: bool,
     },

@@ -365,8 +365,8 @@ impl Topology {
         format!("{service}.{TUNNEL}.{DOMAIN}")
     }
 
-    /// A plaintext URL for `service` and `path` (Host set by the URL's
-    /// authority is wrong, so callers must set Host; see [`crate::client`]).
+    /// The plaintext ingress as a base URL. The URL's authority is not the
+    /// routing host, so callers set `Host` themselves (see [`crate::callers`]).
     pub fn plaintext_base(&self) -> String {
         format!("http://{}", self.plaintext_addr)
     }
