@@ -66,10 +66,16 @@ struct Common {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Small gRPC unary calls, closed loop at a fixed concurrency, over
-    /// each path (direct, tunnel, egress) in alternating rounds.
+    /// each path (direct, tunnel, egress) in alternating rounds, beside
+    /// the same exchange on raw QUIC streams (ceiling).
     Unary {
-        /// Paths to measure (comma-separated); ratios are to `direct`.
-        #[arg(long, value_delimiter = ',', default_value = "direct,tunnel,egress")]
+        /// Paths to measure (comma-separated); ratios are to `direct`, and
+        /// to `ceiling` (raw QUIC streams) when it is measured.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "direct,tunnel,egress,ceiling"
+        )]
         paths: Vec<Path>,
         /// Calls in flight at once, per path.
         #[arg(long, default_value_t = 64)]
@@ -81,8 +87,13 @@ enum Command {
     /// measured from each call's intended start (coordinated-omission
     /// correction), and calls that cannot start are reported as missed.
     Rate {
-        /// Paths to measure (comma-separated); ratios are to `direct`.
-        #[arg(long, value_delimiter = ',', default_value = "direct,tunnel,egress")]
+        /// Paths to measure (comma-separated); ratios are to `direct`, and
+        /// to `ceiling` (raw QUIC streams) when it is measured.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "direct,tunnel,egress,ceiling"
+        )]
         paths: Vec<Path>,
         /// Calls per second.
         #[arg(long, default_value_t = 1000.0)]

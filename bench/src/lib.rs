@@ -9,7 +9,8 @@
 //! - [`cli`]: the command line, and [`cli::run`] which dispatches to a
 //!   scenario and prints its report.
 //! - [`paths`]: the ways a call can reach the example upstream (`direct`,
-//!   `tunnel`, `egress`) and the gRPC clients for each.
+//!   `tunnel`, `egress`) and the gRPC clients for each, and `ceiling`:
+//!   raw QUIC streams to a bare echo with Tether's TLS and transport.
 //! - [`scenario_unary`]: closed loop at a fixed concurrency.
 //! - [`scenario_rate`]: open loop at a fixed rate, with latency measured
 //!   from each call's intended start (coordinated-omission correction).

@@ -1,16 +1,25 @@
-//! The ways a gRPC call reaches the example upstream, and the clients for
-//! each. All three end at an identical example upstream (`tether-tests`'s
-//! Echo service), so the ratio of each path to `direct` is what the path
-//! itself costs.
+//! The ways a call reaches an echo, and the callers for each. `direct`,
+//! `tunnel` and `egress` are gRPC calls ending at an identical example
+//! upstream (`tether-tests`'s Echo service), so the ratio of each path to
+//! `direct` is what the path itself costs. `ceiling` is no gRPC at all: a
+//! raw QUIC stream echoed by a bare quinn endpoint with Tether's TLS and
+//! transport settings, the most any design on this QUIC stack could carry.
 
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use anyhow::Context as _;
+use proxy::identity::IdentityRule;
+use proxy::tls::{client_config, server_config};
+use proxy::wire::ALPN;
+use proxy::Limits;
 use serde::Serialize;
 use tether_tests::callers::grpc_plaintext;
 use tether_tests::pb::echo_client::EchoClient;
 use tether_tests::pb::EchoRequest;
-use tether_tests::topology::Topology;
+use tether_tests::topology::{Options, Topology, TRUST_DOMAIN};
+use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 /// HTTP/2 connections per path, as a real client pool would use: enough
@@ -30,11 +39,16 @@ pub enum Path {
     /// Workload → tunnel client egress listener → QUIC → edge →
     /// control-plane upstream.
     Egress,
+    /// Load generator → one QUIC connection (Tether's TLS, ALPN and
+    /// transport settings) → a bare stream echo: one stream per call, no
+    /// gRPC, no frames, no policy or audit. The physical limit of the
+    /// design, measured on the same machine in the same run.
+    Ceiling,
 }
 
 impl Path {
     /// Every path, baseline first.
-    pub const ALL: [Path; 3] = [Path::Direct, Path::Tunnel, Path::Egress];
+    pub const ALL: [Path; 4] = [Path::Direct, Path::Tunnel, Path::Egress, Path::Ceiling];
 
     /// The path's name as the command line spells it.
     pub fn name(self) -> &'static str {
@@ -42,6 +56,7 @@ impl Path {
             Path::Direct => "direct",
             Path::Tunnel => "tunnel",
             Path::Egress => "egress",
+            Path::Ceiling => "ceiling",
         }
     }
 }
@@ -67,17 +82,171 @@ pub fn normalise(paths: &[Path]) -> Vec<Path> {
     out
 }
 
-/// Opens [`CONNECTIONS`] Echo clients (fewer when `concurrency` is lower)
-/// along `path`, each warmed by one call so that connection setup and
-/// first-use allocation fall outside the measurement.
-pub async fn connect(
-    topo: &Topology,
-    path: Path,
-    concurrency: usize,
-) -> anyhow::Result<Vec<EchoClient<Channel>>> {
+/// The most bytes a ceiling call reads back; replies are as long as the
+/// request, so this only bounds a misbehaving echo.
+const CEILING_REPLY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// One caller along a path; cloning shares its connection.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// A gRPC Echo client (`direct`, `tunnel`, `egress`).
+    Grpc(EchoClient<Channel>),
+    /// A QUIC connection to the stream echo (`ceiling`).
+    Quic(quinn::Connection),
+}
+
+impl Caller {
+    /// One call carrying `payload`, answered in full.
+    pub async fn call(&mut self, payload: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            Caller::Grpc(client) => {
+                client
+                    .unary(EchoRequest {
+                        payload,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+            Caller::Quic(conn) => {
+                let (mut send, mut recv) = conn.open_bi().await?;
+                send.write_all(&payload).await?;
+                send.finish()?;
+                let reply = recv.read_to_end(CEILING_REPLY_LIMIT).await?;
+                anyhow::ensure!(
+                    reply.len() == payload.len(),
+                    "echo returned {} of {} bytes",
+                    reply.len(),
+                    payload.len()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The callers of one path, and whatever must outlive them.
+#[derive(Debug)]
+pub struct Callers {
+    /// The callers; workers take them in turn.
+    pub callers: Vec<Caller>,
+    /// The `ceiling` echo, stopped when the callers are dropped.
+    _echo: Option<StreamEcho>,
+}
+
+impl std::ops::Deref for Callers {
+    type Target = [Caller];
+
+    fn deref(&self) -> &[Caller] {
+        &self.callers
+    }
+}
+
+/// A bare QUIC endpoint echoing every bidirectional stream, and the client
+/// endpoint connected to it.
+#[derive(Debug)]
+struct StreamEcho {
+    server: quinn::Endpoint,
+    client: quinn::Endpoint,
+    task: JoinHandle<()>,
+}
+
+impl Drop for StreamEcho {
+    fn drop(&mut self) {
+        self.client.close(0u32.into(), b"done");
+        self.server.close(0u32.into(), b"done");
+        self.task.abort();
+    }
+}
+
+/// Starts the `ceiling` echo on loopback and connects one QUIC connection
+/// to it, both ends configured as Tether's: the server presents the
+/// topology's edge certificate and admits only `tunnel` identities, the
+/// client presents a fresh tunnel certificate and admits only `edge`
+/// identities, ALPN [`ALPN`], transport from [`Limits::default`].
+async fn ceiling(topo: &Topology) -> anyhow::Result<(quinn::Connection, StreamEcho)> {
+    let limits = Limits::default();
+    let roots = topo.pki.roots()?;
+    let rule = |kind| IdentityRule {
+        trust_domain: TRUST_DOMAIN.to_string(),
+        kind: Some(kind),
+    };
+    let edge = tether_tests::topology::tls_identity(&topo.edge_cert)?;
+    let tls = server_config(&edge, roots.clone(), rule("tunnel"), &[ALPN])?;
+    let mut server_cfg = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls)?,
+    ));
+    server_cfg.transport_config(limits.transport_config());
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let server = quinn::Endpoint::server(server_cfg, loopback).context("binding the echo")?;
+    let addr = server.local_addr()?;
+
+    let tunnel = topo
+        .client_config("bench-ceiling", &Options::default())?
+        .identity;
+    let tls = client_config(&tunnel, roots, rule("edge"), &[ALPN])?;
+    let mut client_cfg = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
+    ));
+    client_cfg.transport_config(limits.transport_config());
+    let client = quinn::Endpoint::client(loopback).context("binding the client")?;
+
+    // Aborted when the echo is dropped; each connection and stream task
+    // ends with its connection.
+    let task = tokio::spawn(accept_loop(server.clone()));
+    let echo = StreamEcho {
+        server,
+        client: client.clone(),
+        task,
+    };
+    let conn = client
+        .connect_with(client_cfg, addr, "localhost")?
+        .await
+        .context("QUIC handshake with the echo")?;
+    Ok((conn, echo))
+}
+
+async fn accept_loop(server: quinn::Endpoint) {
+    while let Some(incoming) = server.accept().await {
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                tokio::spawn(echo_stream(send, recv));
+            }
+        });
+    }
+}
+
+/// Reads the stream to its end, writes the bytes back and finishes.
+async fn echo_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    if let Ok(data) = recv.read_to_end(CEILING_REPLY_LIMIT).await {
+        if send.write_all(&data).await.is_ok() {
+            let _ = send.finish();
+        }
+    }
+}
+
+/// Opens the callers of `path`, each warmed by one call so that connection
+/// setup and first-use allocation fall outside the measurement: for the
+/// gRPC paths [`CONNECTIONS`] Echo clients (fewer when `concurrency` is
+/// lower), for `ceiling` one QUIC connection shared by every worker, as
+/// the tunnel shares its one connection.
+pub async fn connect(topo: &Topology, path: Path, concurrency: usize) -> anyhow::Result<Callers> {
+    if path == Path::Ceiling {
+        let (conn, echo) = ceiling(topo).await?;
+        let mut caller = Caller::Quic(conn);
+        caller
+            .call(Vec::new())
+            .await
+            .context("warm-up call on the ceiling path")?;
+        return Ok(Callers {
+            callers: vec![caller],
+            _echo: Some(echo),
+        });
+    }
     let (addr, authority) = match path {
         // The upstream ignores the authority; keep the tunnel's for parity.
-        Path::Direct => (topo.upstream.addr, topo.host("echo")),
+        // (`ceiling` returned above.)
+        Path::Direct | Path::Ceiling => (topo.upstream.addr, topo.host("echo")),
         Path::Tunnel => (topo.plaintext_addr, topo.host("echo")),
         Path::Egress => (
             topo.egress_addr
@@ -85,7 +254,7 @@ pub async fn connect(
             "cp-echo".to_string(),
         ),
     };
-    let mut clients = Vec::new();
+    let mut callers = Vec::new();
     for _ in 0..CONNECTIONS.min(concurrency.max(1)) {
         let mut client = grpc_plaintext(addr, &authority)
             .await
@@ -94,7 +263,10 @@ pub async fn connect(
             .unary(EchoRequest::default())
             .await
             .with_context(|| format!("warm-up call on the {path} path"))?;
-        clients.push(client);
+        callers.push(Caller::Grpc(client));
     }
-    Ok(clients)
+    Ok(Callers {
+        callers,
+        _echo: None,
+    })
 }

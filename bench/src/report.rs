@@ -51,6 +51,19 @@ pub struct Ratios {
     pub cpu_per_call: f64,
 }
 
+impl Ratios {
+    /// `row`'s figures ÷ `base`'s (0 where `base`'s is 0).
+    pub fn of(row: &Row, base: &Row) -> Self {
+        let div = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        Self {
+            throughput: div(row.calls_per_sec, base.calls_per_sec),
+            p50: div(row.latency_us.p50 as f64, base.latency_us.p50 as f64),
+            p99: div(row.latency_us.p99 as f64, base.latency_us.p99 as f64),
+            cpu_per_call: div(row.cpu_us_per_call, base.cpu_us_per_call),
+        }
+    }
+}
+
 /// One row: a path (or an audit mode), all rounds merged.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
@@ -80,6 +93,9 @@ pub struct Row {
     pub rss_kib: u64,
     /// This row ÷ the baseline row (the first; `direct` when measured).
     pub vs_baseline: Option<Ratios>,
+    /// This row ÷ the ceiling row (raw QUIC streams), when one was
+    /// measured: how much of the physical limit the path reaches.
+    pub vs_ceiling: Option<Ratios>,
 }
 
 impl Row {
@@ -103,6 +119,7 @@ impl Row {
             cpu_us_per_call: m.cpu.as_secs_f64() * 1e6 / m.calls.max(1) as f64,
             rss_kib: m.rss_kib,
             vs_baseline: None,
+            vs_ceiling: None,
         }
     }
 }
@@ -118,6 +135,8 @@ pub struct Report {
     pub settings: serde_json::Value,
     /// The label ratios are taken against.
     pub baseline: Option<String>,
+    /// The label of the ceiling row, when one was measured.
+    pub ceiling: Option<String>,
     /// One row per path (or mode), baseline first.
     pub rows: Vec<Row>,
     /// Peak resident set size of the whole process (`VmHWM`), KiB. Every
@@ -132,14 +151,8 @@ impl Report {
     pub fn new(scenario: &str, settings: serde_json::Value, mut rows: Vec<Row>) -> Self {
         let baseline = rows.first().cloned();
         if let Some(base) = &baseline {
-            let div = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
             for row in &mut rows {
-                row.vs_baseline = Some(Ratios {
-                    throughput: div(row.calls_per_sec, base.calls_per_sec),
-                    p50: div(row.latency_us.p50 as f64, base.latency_us.p50 as f64),
-                    p99: div(row.latency_us.p99 as f64, base.latency_us.p99 as f64),
-                    cpu_per_call: div(row.cpu_us_per_call, base.cpu_us_per_call),
-                });
+                row.vs_baseline = Some(Ratios::of(row, base));
             }
         }
         let mut warnings = Vec::new();
@@ -163,10 +176,23 @@ impl Report {
             topology: "in-process".to_string(),
             settings,
             baseline: baseline.map(|b| b.label),
+            ceiling: None,
             rows,
             peak_rss_kib: measurement::peak_rss_kib(),
             warnings,
         }
+    }
+
+    /// Adds every row's ratios to the row labelled `label` (the ceiling),
+    /// when there is one.
+    pub fn with_ceiling(mut self, label: &str) -> Self {
+        if let Some(ceiling) = self.rows.iter().find(|r| r.label == label).cloned() {
+            for row in &mut self.rows {
+                row.vs_ceiling = Some(Ratios::of(row, &ceiling));
+            }
+            self.ceiling = Some(ceiling.label);
+        }
+        self
     }
 
     /// True when every call of every row succeeded and none was missed.
@@ -184,25 +210,34 @@ impl Report {
             "{} on the {} topology; settings {}",
             self.scenario, self.topology, self.settings
         );
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:<8} {:>9} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8}",
             if self.scenario == "audit" { "audit" } else { "path" },
             "calls", "errors", "missed", "calls/s", "p50 µs", "p90 µs", "p99 µs",
             "p99.9 µs", "max µs", "CPU µs/c", "RSS MiB", "×tput", "×p50", "×CPU"
         );
+        let _ = if self.ceiling.is_some() {
+            writeln!(out, " {:>8} {:>8}", "÷ceil", "×ceilCPU")
+        } else {
+            writeln!(out)
+        };
         for r in &self.rows {
             let l = &r.latency_us;
             let (t, p, c) = r
                 .vs_baseline
                 .as_ref()
                 .map_or((1.0, 1.0, 1.0), |v| (v.throughput, v.p50, v.cpu_per_call));
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "{:<8} {:>9} {:>6} {:>6} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9.1} {:>7.1} {:>8.3} {:>8.3} {:>8.3}",
                 r.label, r.calls, r.errors, r.missed, r.calls_per_sec, l.p50, l.p90, l.p99,
                 l.p999, l.max, r.cpu_us_per_call, r.rss_kib as f64 / 1024.0, t, p, c
             );
+            let _ = match &r.vs_ceiling {
+                Some(v) => writeln!(out, " {:>8.3} {:>8.3}", v.throughput, v.cpu_per_call),
+                None => writeln!(out),
+            };
         }
         for r in &self.rows {
             if let Some(lag) = &r.send_lag_us {
@@ -213,6 +248,13 @@ impl Report {
                     r.label, lag.p50, lag.p99, lag.max
                 );
             }
+        }
+        if let Some(ceiling) = &self.ceiling {
+            let _ = writeln!(
+                out,
+                "÷ceil is calls/s ÷ {ceiling}'s and ×ceilCPU CPU per call ÷ {ceiling}'s \
+                 ({ceiling}: raw QUIC streams with Tether's TLS and transport)"
+            );
         }
         let _ = writeln!(
             out,

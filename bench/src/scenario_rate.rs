@@ -12,16 +12,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_tests::pb::echo_client::EchoClient;
-use tether_tests::pb::EchoRequest;
 use tether_tests::topology::Topology;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::measurement::{self, Measurement};
-use crate::paths::{self, Path};
+use crate::paths::{self, Caller, Path};
 use crate::progress::{Counters, Progress};
 use crate::report::{Report, Row};
 
@@ -57,7 +54,7 @@ pub struct RateConfig {
 
 /// Runs `load` against `clients` once.
 pub async fn open_loop(
-    clients: &[EchoClient<Channel>],
+    clients: &[Caller],
     load: &OpenLoop,
     label: String,
 ) -> anyhow::Result<Measurement> {
@@ -91,13 +88,10 @@ pub async fn open_loop(
                 continue;
             };
             let mut client = clients[(next as usize) % clients.len()].clone();
-            let req = EchoRequest {
-                payload: payload.clone(),
-                ..Default::default()
-            };
+            let req = payload.clone();
             let (counters, call_timeout) = (counters.clone(), load.call_timeout);
             tasks.spawn(async move {
-                let r = tokio::time::timeout(call_timeout, client.unary(req)).await;
+                let r = tokio::time::timeout(call_timeout, client.call(req)).await;
                 drop(permit);
                 match r {
                     Ok(Ok(_)) => {
@@ -159,10 +153,11 @@ pub async fn run(cfg: &RateConfig) -> anyhow::Result<Report> {
         "max_calls": cfg.load.max_calls,
         "call_timeout_s": cfg.load.call_timeout.as_secs_f64(),
         "connections_per_path": paths::CONNECTIONS,
+        "ceiling_connections": 1,
         "audit": "always",
         "latency_from": "intended start",
     });
-    Ok(Report::new("rate", settings, rows))
+    Ok(Report::new("rate", settings, rows).with_ceiling(Path::Ceiling.name()))
 }
 
 async fn measure_paths(

@@ -11,13 +11,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether_tests::pb::echo_client::EchoClient;
-use tether_tests::pb::EchoRequest;
 use tether_tests::topology::Topology;
-use tonic::transport::Channel;
 
 use crate::measurement::{self, Measurement};
-use crate::paths::{self, Path};
+use crate::paths::{self, Caller, Path};
 use crate::progress::{Counters, Progress};
 use crate::report::{Report, Row};
 
@@ -52,7 +49,7 @@ pub struct UnaryConfig {
 
 /// Runs `load` against `clients` once.
 pub async fn closed_loop(
-    clients: &[EchoClient<Channel>],
+    clients: &[Caller],
     load: &ClosedLoop,
     label: String,
 ) -> anyhow::Result<Measurement> {
@@ -72,12 +69,9 @@ pub async fn closed_loop(
             let mut m = Measurement::new();
             let payload = vec![7u8; size];
             while Instant::now() < deadline && Counters::get(&counters.done) < max_calls {
-                let req = EchoRequest {
-                    payload: payload.clone(),
-                    ..Default::default()
-                };
+                let req = payload.clone();
                 let t0 = Instant::now();
-                match tokio::time::timeout(call_timeout, client.unary(req)).await {
+                match tokio::time::timeout(call_timeout, client.call(req)).await {
                     Ok(Ok(_)) => {
                         measurement::record(&mut m.hist, t0.elapsed());
                         m.calls += 1;
@@ -127,9 +121,10 @@ pub async fn run(cfg: &UnaryConfig) -> anyhow::Result<Report> {
         "max_calls": cfg.load.max_calls,
         "call_timeout_s": cfg.load.call_timeout.as_secs_f64(),
         "connections_per_path": paths::CONNECTIONS,
+        "ceiling_connections": 1,
         "audit": "always",
     });
-    Ok(Report::new("unary", settings, rows))
+    Ok(Report::new("unary", settings, rows).with_ceiling(Path::Ceiling.name()))
 }
 
 async fn measure_paths(

@@ -1,5 +1,5 @@
 //! Smoke test of the load-test harness: a tiny `unary` run over every path
-//! and a tiny `rate` run go through the same library code `bench` runs, and
+//! (the raw-QUIC `ceiling` included) and a tiny `rate` run go through the same library code `bench` runs, and
 //! their reports hold real figures (calls made, none failed or missed,
 //! percentiles in order). It checks the harness, not Tether's speed.
 
@@ -35,6 +35,22 @@ fn assert_sound(report: &Report, paths: &[Path]) {
             r.label
         );
         assert!(r.vs_baseline.is_some(), "{}: no ratio", r.label);
+        assert_eq!(
+            r.vs_ceiling.is_some(),
+            paths.contains(&Path::Ceiling),
+            "{}: ratio to the ceiling when, and only when, it was measured",
+            r.label
+        );
+    }
+    if paths.contains(&Path::Ceiling) {
+        assert_eq!(report.ceiling.as_deref(), Some("ceiling"));
+        let own = report.rows.iter().find(|r| r.label == "ceiling").unwrap();
+        let ratio = own.vs_ceiling.as_ref().unwrap().throughput;
+        assert!((ratio - 1.0).abs() < 1e-9, "ceiling ÷ itself is {ratio}");
+        assert!(
+            report.table().contains("÷ceil"),
+            "table has the ceiling column"
+        );
     }
     assert!(report.peak_rss_kib > 0, "VmHWM read");
     // The JSON document carries the same figures.
@@ -58,6 +74,7 @@ async fn unary_over_every_path_reports_sound_figures() {
     })
     .await
     .unwrap();
+    assert!(Path::ALL.contains(&Path::Ceiling));
     assert_sound(&report, &Path::ALL);
 }
 
@@ -65,7 +82,7 @@ async fn unary_over_every_path_reports_sound_figures() {
 async fn rate_measures_from_intended_start_without_missing_calls() {
     let rate = 200.0;
     let report = scenario_rate::run(&RateConfig {
-        paths: vec![Path::Direct, Path::Tunnel],
+        paths: vec![Path::Direct, Path::Tunnel, Path::Ceiling],
         rounds: 1,
         load: OpenLoop {
             rate,
@@ -79,7 +96,7 @@ async fn rate_measures_from_intended_start_without_missing_calls() {
     })
     .await
     .unwrap();
-    assert_sound(&report, &[Path::Direct, Path::Tunnel]);
+    assert_sound(&report, &[Path::Direct, Path::Tunnel, Path::Ceiling]);
     for r in &report.rows {
         // Every due call was sent and answered: 200/s for 200 ms.
         assert_eq!(r.scheduled, (rate * WINDOW.as_secs_f64()) as u64);
