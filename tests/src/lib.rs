@@ -1,12 +1,14 @@
 //! In-process topologies (CA, edge, clients, upstreams) for Tether's
 //! end-to-end tests, the quick start and bench.
 //!
+//! - [`audit_trail`]: reading audit logs back and checking open/close pairs.
 //! - [`topology`]: starts everything on ephemeral loopback ports.
 //! - [`upstream`]: the example service (gRPC Echo plus HTTP endpoints).
 //! - [`callers`]: gRPC and HTTP clients that reach the edge over mTLS or
 //!   the plaintext development listener.
 //! - [`pb`]: the generated Echo protobuf types.
 
+pub mod audit_trail;
 pub mod callers;
 pub mod topology;
 pub mod upstream;

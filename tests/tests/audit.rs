@@ -6,12 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Method;
-use proxy::audit::{verify_files, AuditRecord, Event};
+use proxy::audit::{verify_files, AuditRecord};
 use proxy::policy::{parse_policy, Scope};
+use tether_tests::audit_trail::{by_stream, records};
 use tether_tests::callers::{empty, grpc_plaintext, request, HttpCaller};
 use tether_tests::pb::EchoRequest;
 use tether_tests::topology::{Options, Topology};
@@ -43,47 +44,6 @@ effect = "deny"
 callers = ["spiffe://tether.local/*"]
 grpc = ["/tether.echo.v1.Echo/Bidi"]
 "#;
-
-fn records(path: &Path) -> Vec<AuditRecord> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Groups records by stream and checks each stream has exactly one open
-/// followed by exactly one close with the same identity fields.
-fn by_stream(records: &[AuditRecord]) -> BTreeMap<u64, (AuditRecord, AuditRecord)> {
-    let mut open = BTreeMap::new();
-    let mut out = BTreeMap::new();
-    for r in records {
-        match r.event {
-            Event::Open => assert!(
-                open.insert(r.stream_id, r.clone()).is_none(),
-                "two opens for stream {}",
-                r.stream_id
-            ),
-            Event::Close => {
-                let o: AuditRecord = open
-                    .remove(&r.stream_id)
-                    .unwrap_or_else(|| panic!("close without open: {r:?}"));
-                assert!(o.seq < r.seq);
-                assert_eq!(
-                    (&o.caller, &o.service, &o.path, &o.request_id),
-                    (&r.caller, &r.service, &r.path, &r.request_id)
-                );
-                assert!(
-                    out.insert(r.stream_id, (o, r.clone())).is_none(),
-                    "two closes for stream {}",
-                    r.stream_id
-                );
-            }
-        }
-    }
-    assert!(open.is_empty(), "streams without close: {open:?}");
-    out
-}
 
 async fn wait(log: &proxy::audit::AuditLog, n: u64) {
     tokio::time::timeout(Duration::from_secs(10), log.wait_written(n))

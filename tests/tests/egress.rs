@@ -28,8 +28,9 @@ use http::{HeaderValue, Method, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
-use proxy::audit::{verify_files, AuditLog, AuditRecord, Event};
+use proxy::audit::{verify_files, AuditLog, AuditRecord};
 use proxy::policy::{parse_policy, Policy, Scope};
+use tether_tests::audit_trail::{by_stream, records};
 use tether_tests::callers::{
     empty, full, grpc_plaintext, request, request_h2, HttpCaller, ReqBody,
 };
@@ -153,47 +154,6 @@ fn assert_grpc_refused(status: &tonic::Status, code: Code, error: &str, says: &s
         "'{}' should say '{says}'",
         status.message()
     );
-}
-
-fn records(path: &Path) -> Vec<AuditRecord> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Groups records by stream and checks each stream has exactly one open
-/// followed by exactly one close with the same identity fields.
-fn by_stream(records: &[AuditRecord]) -> BTreeMap<u64, (AuditRecord, AuditRecord)> {
-    let mut open = BTreeMap::new();
-    let mut out = BTreeMap::new();
-    for r in records {
-        match r.event {
-            Event::Open => assert!(
-                open.insert(r.stream_id, r.clone()).is_none(),
-                "two opens for stream {}",
-                r.stream_id
-            ),
-            Event::Close => {
-                let o: AuditRecord = open
-                    .remove(&r.stream_id)
-                    .unwrap_or_else(|| panic!("close without open: {r:?}"));
-                assert!(o.seq < r.seq);
-                assert_eq!(
-                    (&o.caller, &o.service, &o.path, &o.request_id, &o.labels),
-                    (&r.caller, &r.service, &r.path, &r.request_id, &r.labels)
-                );
-                assert!(
-                    out.insert(r.stream_id, (o, r.clone())).is_none(),
-                    "two closes for stream {}",
-                    r.stream_id
-                );
-            }
-        }
-    }
-    assert!(open.is_empty(), "streams without close: {open:?}");
-    out
 }
 
 /// The one stream of a log whose path is `path`.

@@ -10,7 +10,7 @@ use http::{Request, Response};
 use http_body::Body;
 use proxy::audit::stream::StreamAudit;
 use proxy::audit::AuditEvent;
-use proxy::forward::head::{is_grpc, request_authority, request_id};
+use proxy::forward::head::{is_grpc, request_authority, request_id, trace_id};
 use proxy::forward::open::{grpc_timeout, open_call, respond, OpenFailure, Target};
 use proxy::forward::{BoxError, CallError, HttpBody};
 use proxy::policy::{canonical_authority, canonical_path, Decision, Permit, PolicyHandle, Subject};
@@ -120,13 +120,6 @@ fn audit_base<B>(req: &Request<B>, caller: &SpiffeId, rid: &str, stream_id: u64)
         path,
         ..AuditEvent::default()
     }
-}
-
-/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
-pub fn trace_id(headers: &http::HeaderMap) -> Option<String> {
-    let v = headers.get("traceparent")?.to_str().ok()?;
-    let id = v.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
 }
 
 type Failure = OpenFailure;

@@ -315,9 +315,5 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The W3C trace id inside an OPEN's traceparent, if well formed.
 pub fn open_trace_id(open: &Open) -> Option<String> {
-    open.traceparent
-        .as_deref()
-        .and_then(|t| t.split('-').nth(1))
-        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_ascii_lowercase)
+    super::head::trace_id_of(open.traceparent.as_deref()?)
 }

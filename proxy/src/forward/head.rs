@@ -47,8 +47,13 @@ pub fn request_id(headers: &HeaderMap) -> String {
 /// The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`),
 /// in lowercase, if the header is well formed; for audit records.
 pub fn trace_id(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get("traceparent")?.to_str().ok()?;
-    let id = v.split('-').nth(1)?;
+    trace_id_of(headers.get("traceparent")?.to_str().ok()?)
+}
+
+/// The trace id inside a W3C `traceparent` value
+/// (`00-<trace id>-<span id>-<flags>`), if well formed.
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let id = traceparent.split('-').nth(1)?;
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
 }
 
