@@ -6,6 +6,7 @@
 //! - [`forward`]: the HTTP ⇄ tunnel-stream bridge used by edge and client.
 //! - [`limits`]: every bound, with its default and why.
 //! - [`telemetry`]: logging set-up.
+//! - [`ready`]: the `--ready-file` report of bound addresses.
 
 pub mod admin;
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod identity;
 pub mod limits;
 pub mod ops;
 pub mod policy;
+pub mod ready;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -115,6 +115,15 @@ impl Bound {
         self.cancel.clone()
     }
 
+    /// The addresses actually bound, for `run --ready-file`: with port 0
+    /// in the configuration, this is how a supervisor learns the ports.
+    pub fn addresses(&self) -> Addresses {
+        Addresses {
+            egress: self.egress_addrs.clone(),
+            admin: self.admin_addr,
+        }
+    }
+
     /// Runs until stopped.
     pub async fn wait(self) {
         let _ = self.task.await;
@@ -125,6 +134,16 @@ impl Bound {
         self.cancel.cancel();
         let _ = self.task.await;
     }
+}
+
+/// Every address a running client bound, as `run --ready-file` reports
+/// it (one JSON object, written once the tunnel is connected).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Addresses {
+    /// The egress proxy listeners, in configuration order.
+    pub egress: Vec<SocketAddr>,
+    /// The admin listener, if configured (`null` otherwise).
+    pub admin: Option<SocketAddr>,
 }
 
 /// Starts the client: builds TLS and upstream pools, then dials.

@@ -23,6 +23,12 @@ enum Command {
         /// Path to the client's TOML configuration.
         #[arg(long, short, env = "TETHER_CLIENT_CONFIG")]
         config: PathBuf,
+        /// Once the tunnel is first connected, write the bound addresses as
+        /// one JSON object to this file (replaced atomically), or as one
+        /// line on stdout with `-`: how a supervisor learns the ports of
+        /// listeners configured on port 0.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Validates a configuration (and its certificate files) and exits.
     Check {
@@ -82,15 +88,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", run_audit(cmd).map_err(|e| anyhow::anyhow!(e))?);
             Ok(())
         }
-        Command::Run { config } => {
+        Command::Run { config, ready_file } => {
             let cfg = tunnel_client::Config::load(&config)?;
-            let bound = tunnel_client::build(cfg)?;
+            let mut bound = tunnel_client::build(cfg)?;
             let cancel = bound.cancel_token();
             tokio::spawn(async move {
                 proxy::telemetry::shutdown_signal().await;
                 tracing::info!("shutting down");
                 cancel.cancel();
             });
+            if let Some(path) = ready_file {
+                // Returns early, and nothing is written, when a signal
+                // stops the client before it ever connects.
+                bound.connected().await;
+                if matches!(bound.state(), tunnel_client::TunnelState::Connected { .. }) {
+                    let target = proxy::ready::ReadyTarget::parse(&path);
+                    if let Err(e) = target.write(&bound.addresses()) {
+                        bound.shutdown().await;
+                        anyhow::bail!("cannot write --ready-file {}: {e}", path.display());
+                    }
+                }
+            }
             bound.wait().await;
             Ok(())
         }

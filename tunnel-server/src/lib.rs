@@ -106,6 +106,34 @@ impl Bound {
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
+
+    /// The addresses actually bound, for `run --ready-file`: with port 0
+    /// in the configuration, this is how a supervisor learns the ports.
+    pub fn addresses(&self) -> Addresses {
+        Addresses {
+            tunnels: self.tunnel_addr,
+            ingress: self.ingress_addr,
+            plaintext: self.plaintext_addr,
+            tcp: self.tcp_addrs.clone(),
+            admin: self.admin_addr,
+        }
+    }
+}
+
+/// Every address a running edge bound, as `run --ready-file` reports it
+/// (one JSON object; absent listeners are `null`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Addresses {
+    /// The QUIC tunnel listener (UDP).
+    pub tunnels: SocketAddr,
+    /// The mTLS ingress listener.
+    pub ingress: Option<SocketAddr>,
+    /// The plaintext development listener.
+    pub plaintext: Option<SocketAddr>,
+    /// The raw TCP ingress listeners, in configuration order.
+    pub tcp: Vec<SocketAddr>,
+    /// The admin listener.
+    pub admin: Option<SocketAddr>,
 }
 
 fn bind_err(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> BuildError {

@@ -23,6 +23,12 @@ enum Command {
         /// Path to the edge's TOML configuration.
         #[arg(long, short, env = "TETHER_EDGE_CONFIG")]
         config: PathBuf,
+        /// Once every listener is bound, write the bound addresses as
+        /// one JSON object to this file (replaced atomically), or as one
+        /// line on stdout with `-`: how a supervisor learns the ports of
+        /// listeners configured on port 0.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
     /// Validates a configuration (and its certificate files) and exits.
     Check {
@@ -82,9 +88,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", run_audit(cmd).map_err(|e| anyhow::anyhow!(e))?);
             Ok(())
         }
-        Command::Run { config } => {
+        Command::Run { config, ready_file } => {
             let cfg = tunnel_server::Config::load(&config)?;
             let bound = tunnel_server::build(cfg).await?;
+            if let Some(path) = ready_file {
+                let target = proxy::ready::ReadyTarget::parse(&path);
+                if let Err(e) = target.write(&bound.addresses()) {
+                    bound.shutdown().await;
+                    anyhow::bail!("cannot write --ready-file {}: {e}", path.display());
+                }
+            }
             let cancel = bound.cancel_token();
             tokio::spawn(async move {
                 proxy::telemetry::shutdown_signal().await;

@@ -1,5 +1,6 @@
 //! The operator commands as a user runs them: exit codes and messages of
-//! `check`, `policy check`, `policy explain` and `audit verify`.
+//! `check`, `policy check`, `policy explain` and `audit verify`, and the
+//! readiness report of `run --ready-file`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -206,4 +207,79 @@ fn help_explains_every_command() {
     for cmd in ["run", "check", "policy", "audit"] {
         assert!(t.contains(cmd), "{cmd} missing from --help:\n{t}");
     }
+}
+
+/// `run --ready-file -` prints the addresses actually bound (every
+/// listener on port 0 here) as one JSON line once they accept.
+#[test]
+fn run_reports_the_bound_addresses_when_ready() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    write_certs(dir.path());
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[tls]
+cert = "edge.pem"
+key = "edge.key"
+trust_bundle = "ca.pem"
+
+[tunnels]
+listen = "127.0.0.1:0"
+
+[ingress]
+domain = "tunnel.local"
+listen = "127.0.0.1:0"
+
+[ingress.plaintext]
+listen = "127.0.0.1:0"
+caller_identity = "spiffe://tether.local/caller/dev"
+
+[audit]
+path = "audit/edge.log"
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tunnel-server"))
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--ready-file",
+            "-",
+        ])
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // A thread reads the line, so a hung edge fails the test instead of
+    // hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("no readiness line within 30 s");
+    let ready: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let addr = |key: &str| -> std::net::SocketAddr {
+        ready[key].as_str().unwrap_or_default().parse().unwrap()
+    };
+    for key in ["tunnels", "ingress", "plaintext"] {
+        assert_ne!(addr(key).port(), 0, "{key} in {line}");
+    }
+    assert!(
+        ready["admin"].is_null(),
+        "no admin listener configured: {line}"
+    );
+    assert_eq!(ready["tcp"], serde_json::json!([]));
 }
