@@ -11,6 +11,7 @@ use http::{Request, Response, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use proxy::tls::TlsIdentity;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -29,7 +30,16 @@ pub fn caller_tls(
     roots: Arc<rustls::RootCertStore>,
     alpn: &[&[u8]],
 ) -> anyhow::Result<rustls::ClientConfig> {
-    let id = tls_identity(caller)?;
+    identity_tls(tls_identity(caller)?, roots, alpn)
+}
+
+/// Like [`caller_tls`], for an identity loaded from files (a caller of an
+/// edge this process did not start).
+pub fn identity_tls(
+    id: TlsIdentity,
+    roots: Arc<rustls::RootCertStore>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<rustls::ClientConfig> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(proxy::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
@@ -60,19 +70,31 @@ pub async fn grpc_plaintext(addr: SocketAddr, host: &str) -> anyhow::Result<Echo
     Ok(EchoClient::new(channel))
 }
 
-/// An Echo client over mTLS with the given TLS config, addressing `host`.
+/// An Echo client over mTLS with the given TLS config, addressing `host`;
+/// the edge's certificate is verified for `localhost` (test edges).
 pub async fn grpc_tls(
     addr: SocketAddr,
     host: &str,
     tls: rustls::ClientConfig,
 ) -> anyhow::Result<EchoClient<Channel>> {
+    grpc_tls_named(addr, host, "localhost", tls).await
+}
+
+/// Like [`grpc_tls`], verifying the edge's certificate for `server_name`
+/// (a real edge is verified by the name callers use for it).
+pub async fn grpc_tls_named(
+    addr: SocketAddr,
+    host: &str,
+    server_name: &str,
+    tls: rustls::ClientConfig,
+) -> anyhow::Result<EchoClient<Channel>> {
+    let name = ServerName::try_from(server_name.to_string())?;
     let connector = TlsConnector::from(Arc::new(tls));
     let channel = Endpoint::from_shared(format!("https://{host}"))?
         .connect_with_connector(tower::service_fn(move |_uri: Uri| {
-            let connector = connector.clone();
+            let (connector, name) = (connector.clone(), name.clone());
             async move {
                 let tcp = TcpStream::connect(addr).await?;
-                let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
                 let tls = connector.connect(name, tcp).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }

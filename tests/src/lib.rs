@@ -2,6 +2,8 @@
 //! end-to-end tests, the quick start and bench.
 //!
 //! - [`audit_trail`]: reading audit logs back and checking open/close pairs.
+//! - [`files`]: a dev PKI and edge/client configuration files, for what
+//!   starts Tether from files (the quick start, bench's process mode).
 //! - [`topology`]: starts everything on ephemeral loopback ports.
 //! - [`upstream`]: the example service (gRPC Echo plus HTTP endpoints).
 //! - [`callers`]: gRPC and HTTP clients that reach the edge over mTLS or
@@ -10,6 +12,7 @@
 
 pub mod audit_trail;
 pub mod callers;
+pub mod files;
 pub mod topology;
 pub mod upstream;
 

@@ -95,13 +95,18 @@ pub struct Options {
     pub client_audit_dir: Option<PathBuf>,
 }
 
+/// The text of a policy allowing every identity of [`TRUST_DOMAIN`]
+/// everything, in any scope: for policy files written for tests and bench.
+pub fn allow_all_text() -> String {
+    format!(
+        "[[rule]]\nid = \"allow-all\"\neffect = \"allow\"\ncallers = [\"spiffe://{TRUST_DOMAIN}/*\"]\n"
+    )
+}
+
 /// A policy allowing every identity of [`TRUST_DOMAIN`] everything: for
 /// tests that are not about authorisation.
 pub fn allow_all(scope: Scope) -> Policy {
-    let text = format!(
-        "[[rule]]\nid = \"allow-all\"\neffect = \"allow\"\ncallers = [\"spiffe://{TRUST_DOMAIN}/*\"]\n"
-    );
-    match parse_policy(&text, scope) {
+    match parse_policy(&allow_all_text(), scope) {
         Ok(p) => p,
         // The text above is fixed and valid; deny-all keeps a bug here safe.
         Err(_) => Policy::deny_all(scope),

@@ -6,16 +6,18 @@
 //! sends a few calls through the tunnel and prints them, then keeps running
 //! and prints commands a user can paste.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use certs::{Ca, IdentityKind, LeafSpec};
 use clap::Parser;
 use http::Method;
-use tether_tests::callers::{caller_tls, empty, grpc_tls, request, HttpCaller};
+use proxy::audit::Durability;
+use tether_tests::callers::{empty, grpc_tls, identity_tls, request, HttpCaller};
+use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies};
 use tether_tests::pb::{EchoRequest, StreamRequest};
+use tether_tests::topology::DOMAIN;
 use tether_tests::upstream;
 
 /// Runs a complete local Tether: dev CA, edge, tunnel client and an example
@@ -50,9 +52,6 @@ struct Args {
     #[arg(long)]
     exit_after_demo: bool,
 }
-
-const TD: &str = "tether.local";
-const DOMAIN: &str = "tunnel.local";
 
 /// The edge's policy: the dev caller may reach the demo tunnel's services,
 /// nobody may reach an /admin path.
@@ -107,29 +106,13 @@ workloads = ["demo-app"]
 services = ["cp-web", "cp-echo"]
 "#;
 
-fn ensure_pki(dir: &Path) -> anyhow::Result<()> {
-    if dir.join("ca.pem").exists()
-        && dir.join("tunnel-demo.pem").exists()
-        && dir.join("caller-dev.pem").exists()
-    {
-        return Ok(());
+fn policies() -> Policies {
+    Policies {
+        edge: EDGE_POLICY.into(),
+        client: CLIENT_POLICY.into(),
+        edge_egress: EDGE_EGRESS_POLICY.into(),
+        client_egress: CLIENT_EGRESS_POLICY.into(),
     }
-    std::fs::create_dir_all(dir)?;
-    let ca = Ca::create(TD, Duration::from_secs(365 * 24 * 3600))?;
-    ca.write_files(dir, true)?;
-    let mut edge = LeafSpec::new(IdentityKind::Edge, "edge-1");
-    edge.dns_names.push(format!("*.demo.{DOMAIN}"));
-    edge.lifetime = Duration::from_secs(30 * 24 * 3600);
-    ca.issue(&edge)?.write_files(dir, "edge-edge-1", true)?;
-    for (kind, name) in [
-        (IdentityKind::Tunnel, "demo"),
-        (IdentityKind::Caller, "dev"),
-    ] {
-        let mut spec = LeafSpec::new(kind, name);
-        spec.lifetime = Duration::from_secs(30 * 24 * 3600);
-        ca.issue(&spec)?.write_files(dir, &spec.file_stem(), true)?;
-    }
-    Ok(())
 }
 
 fn write_configs(
@@ -138,108 +121,33 @@ fn write_configs(
     upstream: SocketAddr,
     cp: SocketAddr,
 ) -> anyhow::Result<()> {
-    let edge = format!(
-        r#"# Edge configuration written by `cargo quickstart`. See docs/configuration.md.
-[edge]
-id = "edge-1"
-
-[tls]
-cert = "edge-edge-1.pem"
-key = "edge-edge-1.key"
-trust_bundle = "ca.pem"
-
-[tunnels]
-listen = "127.0.0.1:{tunnel}"
-known = ["demo"]
-
-[ingress]
-domain = "{DOMAIN}"
-listen = "127.0.0.1:{ingress}"
-
-[ingress.plaintext]
-listen = "127.0.0.1:{plain}"
-caller_identity = "spiffe://{TD}/caller/dev"
-
-[policy]
-file = "edge-policy.toml"
-
-[audit]
-path = "audit/edge.log"
-durability = "always"
-
-[admin]
-listen = "127.0.0.1:{admin_edge}"
-
-# Egress: what data-plane workloads may reach, by name, never by address.
-[egress]
-policy = "edge-egress-policy.toml"
-
-[egress.upstreams.cp-web]
-url = "http://{cp}"
-protocol = "http1"
-
-[egress.upstreams.cp-echo]
-url = "http://{cp}"
-protocol = "h2c"
-"#,
-        tunnel = args.tunnel_port,
-        ingress = args.ingress_port,
-        plain = args.plaintext_port,
-        admin_edge = args.admin_port,
-    );
-    let client = format!(
-        r#"# Tunnel client configuration written by `cargo quickstart`. See docs/configuration.md.
-[tls]
-cert = "tunnel-demo.pem"
-key = "tunnel-demo.key"
-trust_bundle = "ca.pem"
-
-[edge]
-address = "127.0.0.1:{tunnel}"
-server_name = "localhost"
-
-# gRPC over HTTP/2 cleartext.
-[services.echo]
-url = "http://{upstream}"
-protocol = "h2c"
-
-# Plain HTTP/1.1.
-[services.web]
-url = "http://{upstream}"
-protocol = "http1"
-
-[labels]
-cluster = "quickstart"
-
-[policy]
-file = "client-policy.toml"
-
-[audit]
-path = "audit/client-demo.log"
-durability = "always"
-
-[admin]
-listen = "127.0.0.1:{admin_client}"
-
-# The sidecar's local egress proxy: workloads set http_proxy to it, or point
-# a gRPC client at it with the upstream's name as authority.
-[egress]
-policy = "client-egress-policy.toml"
-
-[[egress.listener]]
-listen = "127.0.0.1:{egress}"
-workload = "demo-app"
-"#,
-        tunnel = args.tunnel_port,
-        admin_client = args.admin_port + 1,
-        egress = args.egress_port,
-    );
-    std::fs::write(dir.join("edge.toml"), edge)?;
-    std::fs::write(dir.join("edge-policy.toml"), EDGE_POLICY)?;
-    std::fs::write(dir.join("client-policy.toml"), CLIENT_POLICY)?;
-    std::fs::write(dir.join("edge-egress-policy.toml"), EDGE_EGRESS_POLICY)?;
-    std::fs::write(dir.join("client-egress-policy.toml"), CLIENT_EGRESS_POLICY)?;
-    std::fs::write(dir.join("client.toml"), client)?;
+    let loopback = |port: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let writer = "`cargo quickstart`".to_string();
+    files::write_edge(
+        dir,
+        &EdgeFiles {
+            writer: writer.clone(),
+            tunnel_listen: loopback(args.tunnel_port),
+            ingress_listen: loopback(args.ingress_port),
+            plaintext_listen: loopback(args.plaintext_port),
+            admin_listen: Some(loopback(args.admin_port)),
+            cp_upstream: cp,
+            audit: Durability::Always,
+        },
+        &policies(),
+    )?;
+    files::write_client(
+        dir,
+        &ClientFiles {
+            writer,
+            edge_address: loopback(args.tunnel_port),
+            upstream,
+            admin_listen: Some(loopback(args.admin_port + 1)),
+            egress_listen: loopback(args.egress_port),
+            audit: Durability::Always,
+        },
+        &policies(),
+    )?;
     Ok(())
 }
 
@@ -248,17 +156,17 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     proxy::telemetry::init("warn");
     let dir = args.state_dir.clone();
-    ensure_pki(&dir).context("generating development certificates")?;
+    files::ensure_dev_pki(&dir).context("generating development certificates")?;
     let up = upstream::start("127.0.0.1:0".parse()?).await?;
     let cp = upstream::start("127.0.0.1:0".parse()?).await?;
     write_configs(&dir, &args, up.addr, cp.addr)?;
 
-    let edge_cfg =
-        tunnel_server::Config::load(&dir.join("edge.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let edge_cfg = tunnel_server::Config::load(&dir.join(files::EDGE_CONFIG))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let edge = tunnel_server::build(edge_cfg)
         .await
         .context("starting the edge (is another quick start running? use --plaintext-port/--ingress-port/--tunnel-port)")?;
-    let client_cfg = tunnel_client::Config::load(&dir.join("client.toml"))
+    let client_cfg = tunnel_client::Config::load(&dir.join(files::CLIENT_CONFIG))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = tunnel_client::build(client_cfg)?;
     tokio::time::timeout(Duration::from_secs(10), client.connected())
@@ -296,15 +204,12 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 2. gRPC over mTLS with the caller certificate.
-    let caller = certs::IssuedCert {
-        spiffe_id: format!("spiffe://{TD}/caller/dev"),
-        cert_pem: std::fs::read_to_string(dir.join("caller-dev.pem"))?,
-        key_pem: std::fs::read_to_string(dir.join("caller-dev.key"))?,
-        cert_der: Vec::new(),
-        key_der: Vec::new(),
-    };
-    let roots = proxy::tls::load_trust_bundle(&dir.join("ca.pem"))?;
-    let tls = caller_tls(&caller, roots, &[b"h2"])?;
+    let caller = proxy::tls::load_identity(
+        &dir.join(format!("{}.pem", files::CALLER_CERT)),
+        &dir.join(format!("{}.key", files::CALLER_CERT)),
+    )?;
+    let roots = proxy::tls::load_trust_bundle(&dir.join(files::CA_CERT))?;
+    let tls = identity_tls(caller, roots, &[b"h2"])?;
     let ingress: SocketAddr = format!("127.0.0.1:{}", args.ingress_port).parse()?;
     let mut grpc = grpc_tls(ingress, &format!("echo.demo.{DOMAIN}"), tls).await?;
     let reply = grpc
