@@ -15,7 +15,7 @@
 
 use ring::digest::{Context, SHA256};
 
-use super::record::AuditRecord;
+use super::record::{AuditRecord, EncodedEvent};
 
 /// `prev` of the first record (seq 0): 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -58,7 +58,9 @@ pub(super) struct Sealed {
     pub(super) line: Vec<u8>,
 }
 
-/// Computes `hash` and the line for a record whose `hash` is still empty.
+/// Computes `hash` and the line for a record whose `hash` is still empty:
+/// the reference [`seal_encoded`] is checked against.
+#[cfg(test)]
 pub(super) fn seal(record: &AuditRecord) -> Result<Sealed, serde_json::Error> {
     debug_assert!(record.hash.is_empty(), "sealing an already sealed record");
     let canonical = serde_json::to_vec(record)?;
@@ -70,6 +72,29 @@ pub(super) fn seal(record: &AuditRecord) -> Result<Sealed, serde_json::Error> {
         hash,
         line,
     })
+}
+
+/// Seals an event encoded by its appender ([`super::AuditEvent::encode`])
+/// at chain position `seq` after `prev`: the same line [`seal`] gives for
+/// the equivalent [`AuditRecord`], without decoding or re-encoding the
+/// event on the writer thread. `prev` is lowercase hex and `ts` an RFC 3339
+/// timestamp, so neither needs JSON escaping.
+pub(super) fn seal_encoded(seq: u64, prev: &str, ts: &str, event: &EncodedEvent) -> Sealed {
+    let members = event.members();
+    let mut line = Vec::with_capacity(members.len() + prev.len() + ts.len() + 120);
+    line.extend_from_slice(b"{\"seq\":");
+    line.extend_from_slice(seq.to_string().as_bytes());
+    line.extend_from_slice(b",\"prev\":\"");
+    line.extend_from_slice(prev.as_bytes());
+    line.extend_from_slice(b"\",\"ts\":\"");
+    line.extend_from_slice(ts.as_bytes());
+    line.extend_from_slice(b"\",");
+    line.extend_from_slice(members);
+    line.push(b'}');
+    let hash = record_hash(prev, &line);
+    let mut line = line_from_canonical(line, &hash);
+    line.push(b'\n');
+    Sealed { seq, hash, line }
 }
 
 /// Why one line is not a valid sealed record (before any chain checks).
@@ -251,6 +276,53 @@ mod tests {
             check_line(spaced.as_bytes()),
             Err(LineProblem::NotCanonical(0))
         );
+    }
+
+    #[test]
+    fn encoded_event_seals_to_the_same_line_as_the_record() {
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("k\"ey".to_string(), "v\u{1}al\u{e9}".to_string());
+        let events = [
+            AuditEvent::default(),
+            AuditEvent {
+                event: crate::audit::record::Event::Close,
+                direction: "egress".into(),
+                stream_id: u64::MAX,
+                request_id: "r\n\"\\".into(),
+                trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+                caller: "spiffe://example.org/caller/a".into(),
+                tunnel: "t\u{7f}".into(),
+                service: "svc".into(),
+                method: "POST".into(),
+                path: "/a/b?c=d&e=\u{2028}".into(),
+                decision: Some("deny".into()),
+                rule: Some("r-1".into()),
+                reason: Some("no rule".into()),
+                http_status: Some(403),
+                grpc_status: Some(7),
+                bytes_in: Some(0),
+                bytes_out: Some(12345),
+                duration_ms: Some(9),
+                error: Some("boom \u{0}".into()),
+                labels: Some(labels),
+            },
+        ];
+        for event in events {
+            for side in [Side::Edge, Side::Client] {
+                let ts = "2026-11-27T10:00:00.123Z";
+                let encoded = event.encode(side).unwrap();
+                let fast = seal_encoded(42, GENESIS_HASH, ts, &encoded);
+                let record =
+                    AuditRecord::unsealed(event.clone(), side, 42, GENESIS_HASH.into(), ts.into());
+                let slow = seal(&record).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&fast.line),
+                    String::from_utf8_lossy(&slow.line)
+                );
+                assert_eq!(fast.hash, slow.hash);
+                assert!(check_line(line_of(&fast)).is_ok());
+            }
+        }
     }
 
     #[test]

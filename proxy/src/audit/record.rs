@@ -162,9 +162,98 @@ pub struct AuditEvent {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
+/// The part of a record after the chain fields (`event` … `labels`), as a
+/// borrowed view of an [`AuditEvent`]: serialising it gives the exact bytes
+/// the same fields take inside an [`AuditRecord`] line, so the appender can
+/// encode its record on its own thread and the single writer only adds the
+/// chain fields and the hash. Field order and attributes must match
+/// [`AuditRecord`]; a test compares the two encodings.
+#[derive(Serialize)]
+struct EventView<'a> {
+    event: Event,
+    side: &'static str,
+    direction: &'a str,
+    stream_id: u64,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
+    caller: &'a str,
+    tunnel: &'a str,
+    service: &'a str,
+    method: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_status: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_in: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_out: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<&'a BTreeMap<String, String>>,
+}
+
+/// An event encoded for the writer: the JSON object of every field from
+/// `event` to `labels` (`{"event":"open",…}`), whose members the writer
+/// places after `seq`, `prev` and `ts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct EncodedEvent(Vec<u8>);
+
+impl EncodedEvent {
+    /// The members without the enclosing braces.
+    pub(super) fn members(&self) -> &[u8] {
+        match self.0.as_slice() {
+            [b'{', inner @ .., b'}'] => inner,
+            other => other,
+        }
+    }
+}
+
+impl AuditEvent {
+    /// Encodes this event as written by `side`, off the writer thread.
+    pub(super) fn encode(&self, side: Side) -> Result<EncodedEvent, serde_json::Error> {
+        let view = EventView {
+            event: self.event,
+            side: side.as_str(),
+            direction: &self.direction,
+            stream_id: self.stream_id,
+            request_id: &self.request_id,
+            trace_id: self.trace_id.as_deref(),
+            caller: &self.caller,
+            tunnel: &self.tunnel,
+            service: &self.service,
+            method: &self.method,
+            path: &self.path,
+            decision: self.decision.as_deref(),
+            rule: self.rule.as_deref(),
+            reason: self.reason.as_deref(),
+            http_status: self.http_status,
+            grpc_status: self.grpc_status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            duration_ms: self.duration_ms,
+            error: self.error.as_deref(),
+            labels: self.labels.as_ref(),
+        };
+        Ok(EncodedEvent(serde_json::to_vec(&view)?))
+    }
+}
+
+#[cfg(test)]
 impl AuditRecord {
-    /// Builds an unsealed record (empty `hash`) from an event and the chain
-    /// position the writer assigned.
+    /// Builds an unsealed record (empty `hash`) from an event and a chain
+    /// position: the reference the writer's encoding is tested against.
     pub(super) fn unsealed(
         event: AuditEvent,
         side: Side,

@@ -65,14 +65,15 @@ impl StreamAudit {
         if self.opened {
             return Ok(());
         }
-        let mut ev = self.base.clone();
-        ev.event = Event::Open;
-        ev.decision = Some(decision.to_string());
-        ev.rule = rule.map(str::to_string);
-        ev.reason = reason;
-        self.base.decision = ev.decision.clone();
-        self.base.rule = ev.rule.clone();
-        self.log.append(ev).await?;
+        self.base.event = Event::Open;
+        self.base.decision = Some(decision.to_string());
+        self.base.rule = rule.map(str::to_string);
+        self.base.reason = reason;
+        let written = self.log.append_ref(&self.base).await;
+        // The reason explains the decision; the close record need not
+        // repeat it.
+        self.base.reason = None;
+        written?;
         self.opened = true;
         Ok(())
     }
@@ -97,8 +98,9 @@ impl StreamAudit {
         &mut self.ending
     }
 
-    fn close_event(&mut self) -> AuditEvent {
-        let mut ev = self.base.clone();
+    /// Turns `base` into the close record.
+    fn close_event(&mut self) -> &AuditEvent {
+        let ev = &mut self.base;
         ev.event = Event::Close;
         ev.http_status = self.ending.http_status;
         ev.grpc_status = self.ending.grpc_status;
@@ -125,8 +127,8 @@ impl StreamAudit {
             return;
         }
         self.closed = true;
-        let ev = self.close_event();
-        if let Err(e) = self.log.append(ev).await {
+        let log = self.log.clone();
+        if let Err(e) = log.append_ref(self.close_event()).await {
             tracing::error!(error = %e, "audit close record could not be written");
         }
     }
@@ -138,16 +140,9 @@ impl Drop for StreamAudit {
             return;
         }
         self.closed = true;
-        let ev = self.close_event();
+        // Queued without waiting: the stream is over and its task may be
+        // gone, but the close record must still be written.
         let log = self.log.clone();
-        // Detached on purpose: the stream is over, its task may be gone, and
-        // the close record must still be written. The log's queue is bounded.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = log.append(ev).await {
-                    tracing::error!(error = %e, "audit close record could not be written");
-                }
-            });
-        }
+        log.append_detached(self.close_event());
     }
 }

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::chain::{seal, Head, Sealed};
+use super::chain::{seal_encoded, Head, Sealed};
 use super::clock;
 use super::config::Durability;
 use super::error::AuditError;
-use super::record::{AuditEvent, AuditRecord, Side};
+use super::record::EncodedEvent;
 use super::segment::Segment;
 use super::state::Shared;
 
@@ -36,11 +36,11 @@ pub(super) const MAX_BATCH: usize = 1024;
 pub(super) enum Request {
     /// Append one record; answered with its seq once durable per the mode.
     Append {
-        /// The caller's part of the record (boxed: it is most of the
-        /// request's size, and a sync request should not pay for it).
-        event: Box<AuditEvent>,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<u64, AuditError>>,
+        /// The caller's part of the record, encoded on the caller's thread.
+        event: EncodedEvent,
+        /// Where the outcome goes; `None` for a detached append (a close
+        /// record written from `Drop`), whose failure the writer logs.
+        reply: Option<oneshot::Sender<Result<u64, AuditError>>>,
     },
     /// Fsync everything written so far, whatever the mode.
     Sync {
@@ -52,14 +52,31 @@ pub(super) enum Request {
 /// A sealed record and its waiter.
 struct Staged {
     sealed: Sealed,
-    reply: oneshot::Sender<Result<u64, AuditError>>,
+    reply: Option<oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+impl Staged {
+    /// Tells the waiter, or logs a detached record's failure (nobody else
+    /// would see it; the log is already marked unhealthy).
+    fn answer(self, outcome: Result<u64, AuditError>) {
+        match (self.reply, outcome) {
+            (Some(reply), outcome) => {
+                // A waiter that gave up still has its record written: it
+                // was queued, so it is part of the chain.
+                let _ = reply.send(outcome);
+            }
+            (None, Ok(_)) => {}
+            (None, Err(e)) => {
+                tracing::error!(error = %e, "audit record (stream close) could not be written");
+            }
+        }
+    }
 }
 
 /// The writer's state; owned by its thread.
 pub(super) struct Worker {
     pub(super) segment: Segment,
     pub(super) head: Head,
-    pub(super) side: Side,
     pub(super) durability: Durability,
     pub(super) max_file_bytes: u64,
     pub(super) shared: Arc<Shared>,
@@ -115,30 +132,18 @@ impl Worker {
         let mut staged = VecDeque::with_capacity(batch.len());
         let mut syncs = Vec::new();
         let mut head = self.head.clone();
+        // One timestamp per batch: its records are sealed within
+        // microseconds of each other, and `ts` has millisecond precision.
+        let ts = clock::now();
         for request in batch {
             match request {
                 Request::Append { event, reply } => {
-                    let record = AuditRecord::unsealed(
-                        *event,
-                        self.side,
-                        head.next_seq,
-                        head.prev.clone(),
-                        clock::now(),
-                    );
-                    match seal(&record) {
-                        Ok(sealed) => {
-                            head = Head {
-                                next_seq: sealed.seq.saturating_add(1),
-                                prev: sealed.hash.clone(),
-                            };
-                            staged.push_back(Staged { sealed, reply });
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(AuditError::Unavailable(format!(
-                                "cannot encode record: {e}"
-                            ))));
-                        }
-                    }
+                    let sealed = seal_encoded(head.next_seq, &head.prev, &ts, &event);
+                    head = Head {
+                        next_seq: sealed.seq.saturating_add(1),
+                        prev: sealed.hash.clone(),
+                    };
+                    staged.push_back(Staged { sealed, reply });
                 }
                 Request::Sync { reply } => syncs.push(reply),
             }
@@ -226,9 +231,8 @@ impl Worker {
         self.head = new_head;
         self.shared.written(chunk.len() as u64);
         for s in chunk {
-            // A waiter that gave up still has its record written: it was
-            // queued, so it is part of the chain.
-            let _ = s.reply.send(Ok(s.sealed.seq));
+            let seq = s.sealed.seq;
+            s.answer(Ok(seq));
         }
         Ok(())
     }
@@ -266,8 +270,6 @@ impl Worker {
 /// Answers every waiter in `staged` with `message`.
 fn fail_all(staged: impl IntoIterator<Item = Staged>, message: &str) {
     for s in staged {
-        let _ = s
-            .reply
-            .send(Err(AuditError::Unavailable(message.to_owned())));
+        s.answer(Err(AuditError::Unavailable(message.to_owned())));
     }
 }

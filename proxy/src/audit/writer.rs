@@ -13,7 +13,7 @@ use super::config::AuditConfig;
 use super::error::AuditError;
 #[cfg(test)]
 use super::faults::Faults;
-use super::record::AuditEvent;
+use super::record::{AuditEvent, EncodedEvent, Side};
 use super::segment::Segment;
 use super::state::{AuditStats, Shared};
 use super::worker::{Request, Worker};
@@ -30,6 +30,7 @@ pub const QUEUE_CAPACITY: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Request>,
+    side: Side,
     shared: Arc<Shared>,
     #[cfg(test)]
     faults: Arc<Faults>,
@@ -53,7 +54,6 @@ impl AuditLog {
         let worker = Worker {
             segment,
             head,
-            side: config.side,
             durability: config.durability,
             max_file_bytes: config.max_file_bytes,
             shared: shared.clone(),
@@ -76,6 +76,7 @@ impl AuditLog {
             .map_err(open_error)?;
         Ok(AuditLog {
             tx,
+            side: config.side,
             shared,
             #[cfg(test)]
             faults,
@@ -90,15 +91,66 @@ impl AuditLog {
     /// Cancelling this future after the record was queued does not withdraw
     /// it: it is still written.
     pub async fn append(&self, event: AuditEvent) -> Result<u64, AuditError> {
+        self.append_ref(&event).await
+    }
+
+    /// [`AuditLog::append`] without giving up the event, so a stream can
+    /// reuse its fields for its next record. The record is encoded here, on
+    /// the caller's thread; the writer only adds the chain fields.
+    pub async fn append_ref(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let event = self.encode(event)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Append {
-                event: Box::new(event),
-                reply,
+                event,
+                reply: Some(reply),
             })
             .await
             .map_err(|_| self.stopped())?;
         rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// Queues a record nobody waits for: the close record of a stream whose
+    /// task is gone. It is written like any other (the writer logs it if it
+    /// cannot be); when the queue is full the send waits in a task of its
+    /// own, so the queue's bound still holds.
+    pub fn append_detached(&self, event: &AuditEvent) {
+        let event = match self.encode(event) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!(error = %e, "audit record (stream close) could not be written");
+                return;
+            }
+        };
+        let request = Request::Append { event, reply: None };
+        match self.tx.try_send(request) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(request)) => {
+                let log = self.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        if log.tx.send(request).await.is_err() {
+                            let e = log.stopped();
+                            tracing::error!(error = %e, "audit record (stream close) could not be written");
+                        }
+                    });
+                } else {
+                    tracing::error!(
+                        "audit record (stream close) dropped: queue full outside a runtime"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                let e = self.stopped();
+                tracing::error!(error = %e, "audit record (stream close) could not be written");
+            }
+        }
+    }
+
+    fn encode(&self, event: &AuditEvent) -> Result<EncodedEvent, AuditError> {
+        event
+            .encode(self.side)
+            .map_err(|e| AuditError::Unavailable(format!("cannot encode record: {e}")))
     }
 
     /// Fsyncs every record appended before this call, whatever the
