@@ -6,13 +6,14 @@
 
 use bytes::BytesMut;
 use http::HeaderValue;
-use http_body_util::BodyExt;
 use tracing::{debug, warn, Instrument};
 
 use super::head::{content_length, is_grpc, request_for_open, response_frame};
 use super::headers::CLIENT_CERT_HEADER;
 use super::observe::AuditedBody;
-use super::{pump_body, write_frame, BoxError, CallError, FrameReader, SendGuard, TunnelBody};
+use super::{
+    pump_body, send_head, write_frame, CallError, FrameReader, SendGuard, Started, TunnelBody,
+};
 use crate::audit::stream::StreamAudit;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::policy::{Decision, Permit};
@@ -230,24 +231,22 @@ async fn serve_open<A: Acceptor>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let head = Frame::Response(Box::new(response_frame(&parts)));
-    if let Err(e) = write_frame(send.stream(), &head, &limits.wire).await {
-        debug!(error = %e, "could not send response head");
-        audit.ending_mut().error = Some(format!("could not send the response head: {e}"));
-        audit.close().await;
-        return;
-    }
-    let body = AuditedBody::new(body, audit);
+    let mut body = AuditedBody::new(body, audit);
     // A service's body failing without an HTTP/2 reason of its own (an
     // HTTP/1.1 connection cut mid-body, a dead h2c connection) is the
     // service failing, not a cancellation.
-    let outcome = pump_body(
-        body.map_err(BoxError::from),
-        &mut send,
-        &limits.wire,
-        wire::codes::stream::UPSTREAM_RESET,
-    )
-    .await;
-    debug!(?outcome, "response body done");
+    let source_failed = wire::codes::stream::UPSTREAM_RESET;
+    match send_head(&mut send, &head, &mut body, &limits.wire, source_failed).await {
+        Err(e) => {
+            debug!(error = %e, "could not send response head");
+            body.fail(format!("could not send the response head: {e}"));
+        }
+        Ok(Started::Done(outcome)) => debug!(?outcome, "response body done with its head"),
+        Ok(Started::Pump) => {
+            let outcome = pump_body(body, &mut send, &limits.wire, source_failed).await;
+            debug!(?outcome, "response body done");
+        }
+    }
 }
 
 /// Connects to a TCP service, confirms with RESPONSE 200, then bridges

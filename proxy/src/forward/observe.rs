@@ -75,6 +75,12 @@ impl<B: Body<Data = Bytes> + Unpin> AuditedBody<B> {
         }
     }
 
+    /// Ends the trail with `error` before the body was sent (its head
+    /// could not be): the close record says why, not "cancelled".
+    pub fn fail(mut self, error: String) {
+        self.finish(Some(error));
+    }
+
     fn finish(&mut self, error: Option<String>) {
         if let Some(mut audit) = self.audit.take() {
             if error.is_some() {

@@ -14,8 +14,8 @@ use tracing::{debug, Instrument};
 use super::head::{content_length, open_for_request, response_for_frame};
 use super::observe::Counted;
 use super::{
-    pump_body, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody, SendGuard,
-    StreamError, TunnelBody,
+    pump_body, send_head, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody,
+    SendGuard, Started, StreamError, TunnelBody,
 };
 use crate::audit::stream::StreamAudit;
 use crate::policy::Permit;
@@ -94,28 +94,39 @@ where
         target.request_id,
         body_empty,
     );
-    if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
-        return Err(CallError::TunnelFailure {
-            reason: e.to_string(),
-        }
-        .into());
-    }
-    let pump = if body_empty {
-        let _ = send.finish();
-        None
-    } else {
-        let (body, bytes_in) = Counted::new(body);
-        audit.count_in(bytes_in);
-        let wire = limits.wire;
-        let task = tokio::spawn(
-            async move {
-                // A caller's body failing means the caller gave up.
-                let outcome = pump_body(body, &mut send, &wire, codes::stream::CANCELLED).await;
-                debug!(?outcome, "request body done");
+    let (mut body, bytes_in) = Counted::new(body);
+    audit.count_in(bytes_in);
+    // A caller's body failing means the caller gave up.
+    let started = send_head(
+        &mut send,
+        &Frame::Open(Box::new(open)),
+        &mut body,
+        &limits.wire,
+        codes::stream::CANCELLED,
+    )
+    .await;
+    let pump = match started {
+        Err(e) => {
+            return Err(CallError::TunnelFailure {
+                reason: e.to_string(),
             }
-            .instrument(span),
-        );
-        Some(AbortOnDrop(task))
+            .into())
+        }
+        Ok(Started::Done(outcome)) => {
+            debug!(parent: &span, ?outcome, "request body done with its head");
+            None
+        }
+        Ok(Started::Pump) => {
+            let wire = limits.wire;
+            let task = tokio::spawn(
+                async move {
+                    let outcome = pump_body(body, &mut send, &wire, codes::stream::CANCELLED).await;
+                    debug!(?outcome, "request body done");
+                }
+                .instrument(span),
+            );
+            Some(AbortOnDrop(task))
+        }
     };
 
     let mut reader = FrameReader::new(recv, limits.wire);

@@ -4,6 +4,7 @@
 //! end slows the source here.
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http_body::Body;
 use http_body_util::BodyExt;
 use quinn::{SendStream, VarInt, WriteError};
@@ -87,6 +88,112 @@ async fn send_data(
         send.write_all_chunks(&mut chunks).await?;
     }
     Ok(())
+}
+
+/// Most body bytes [`send_head`] takes along with the head: enough for any
+/// unary call, small enough that the head is not held back behind a bulk
+/// body (the rest is pumped with flow control as usual).
+const READY_BODY_BYTES: usize = 64 * 1024;
+
+/// How [`send_head`] left the stream.
+#[derive(Debug)]
+pub enum Started {
+    /// The body ended within what was ready: the stream is finished (or
+    /// reset, if the body failed) and nothing is left to pump.
+    Done(PumpOutcome),
+    /// The head and the ready part of the body went out; pump the rest
+    /// with [`pump_body`].
+    Pump,
+}
+
+/// Sends the head frame together with whatever body frames are ready
+/// without waiting (up to [`READY_BODY_BYTES`]), in one write, and
+/// finishes the stream when the body ended among them. A unary call then
+/// costs one write per direction instead of one per frame, and needs no
+/// task to pump its body. `Err` means the head could not be sent (the
+/// body frames taken with it are lost with it: the stream is dead).
+pub async fn send_head<B>(
+    guard: &mut SendGuard,
+    head: &Frame,
+    body: &mut B,
+    limits: &WireLimits,
+    source_failed: VarInt,
+) -> Result<Started, BoxError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut head_buf = BytesMut::new();
+    encode(head, limits, &mut head_buf)?;
+    let mut chunks = vec![head_buf.freeze()];
+    let mut bytes = 0u64;
+    let mut ended = body.is_end_stream();
+    let mut failed = None;
+    while !ended && (bytes as usize) < READY_BODY_BYTES {
+        let Some(next) = body.frame().now_or_never() else {
+            break;
+        };
+        match next {
+            None => ended = true,
+            Some(Err(e)) => {
+                let e: BoxError = e.into();
+                failed = Some((e.to_string(), reset_code_for(e.as_ref(), source_failed)));
+                break;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(mut data) => {
+                    bytes += data.len() as u64;
+                    while !data.is_empty() {
+                        let piece = data.split_to(data.len().min(limits.max_data_frame));
+                        let mut header = BytesMut::with_capacity(9);
+                        encode_data_header(piece.len(), limits, &mut header)?;
+                        chunks.push(header.freeze());
+                        chunks.push(piece);
+                    }
+                    ended = body.is_end_stream();
+                }
+                Err(frame) => {
+                    // Unknown frame kinds carry nothing we can forward.
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let mut buf = BytesMut::new();
+                        match encode(&Frame::Trailers(trailers), limits, &mut buf) {
+                            Ok(()) => {
+                                chunks.push(buf.freeze());
+                                // Trailers end a body.
+                                ended = true;
+                            }
+                            Err(e) => {
+                                failed = Some((
+                                    format!("trailers too large to forward: {e}"),
+                                    crate::wire::codes::stream::INTERNAL,
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
+    guard.send.write_all_chunks(&mut chunks).await?;
+    if let Some((error, code)) = failed {
+        guard.reset(code);
+        return Ok(Started::Done(PumpOutcome::SourceFailed {
+            error,
+            code,
+            bytes,
+        }));
+    }
+    if !ended {
+        return Ok(Started::Pump);
+    }
+    Ok(Started::Done(match guard.finish() {
+        Ok(()) => PumpOutcome::Done { bytes },
+        Err(e) => PumpOutcome::ConnectionLost {
+            error: e.to_string(),
+            bytes,
+        },
+    }))
 }
 
 /// Owns a send stream and resets it if dropped before it was finished.
