@@ -2,10 +2,13 @@
 //! scenario's config, running it and printing the report (a table, or one
 //! JSON document with `--json`).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::deploy_args::DeployArgs;
 use crate::paths::Path;
 use crate::report::Report;
 use crate::scenario_audit::{self, Audit, AuditConfig};
@@ -13,12 +16,20 @@ use crate::scenario_rate::{self, OpenLoop, RateConfig};
 use crate::scenario_unary::{self, ClosedLoop, UnaryConfig};
 
 const AFTER_HELP: &str = "\
-Every component (load generator, edge, tunnel client, upstreams) runs in
-this one process on loopback, on the in-process test topology; running them
-as separate processes is a later step. Ratios to `direct` measured in one
-run are the figures to compare; absolute numbers move between runs.
+By default the edge, the tunnel client and the example upstream run as
+separate processes on loopback: the tunnel-server and tunnel-client
+binaries found next to this bench (or in --bin-dir; build them with
+`cargo build --release -p tunnel-server -p tunnel-client -p bench`), and
+this bench again as `bench upstream`. CPU per call and RSS are then read
+per process from /proc (gen is the load generator), with each process's
+idle RSS before any call. --in-process runs everything in this one process
+instead; --target HOST:PORT --ca --cert --key --authority measures an
+existing edge over mTLS. Ratios to `direct` measured in one run are the
+figures to compare; absolute numbers move between runs.
 
 Examples:
+  cargo build --release -p tunnel-server -p tunnel-client -p bench
+  ./target/release/bench unary --duration 5 --rounds 2
   cargo run --release -p bench -- unary --duration 5 --rounds 2
   cargo run --release -p bench -- rate --rate 1000 --duration 5
   cargo run --release -p bench -- audit --concurrency 64 --duration 5 --audit always,none --rounds 3";
@@ -69,31 +80,29 @@ enum Command {
     /// each path (direct, tunnel, egress) in alternating rounds, beside
     /// the same exchange on raw QUIC streams (ceiling).
     Unary {
-        /// Paths to measure (comma-separated); ratios are to `direct`, and
-        /// to `ceiling` (raw QUIC streams) when it is measured.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "direct,tunnel,egress,ceiling"
-        )]
+        /// Paths to measure (comma-separated; default
+        /// direct,tunnel,egress,ceiling, and with --target tunnel, plus
+        /// direct with --direct); ratios are to `direct`, and to `ceiling`
+        /// (raw QUIC streams) when it is measured.
+        #[arg(long, value_delimiter = ',')]
         paths: Vec<Path>,
         /// Calls in flight at once, per path.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        deploy: DeployArgs,
     },
     /// Small gRPC unary calls, open loop at a fixed rate; latency is
     /// measured from each call's intended start (coordinated-omission
     /// correction), and calls that cannot start are reported as missed.
     Rate {
-        /// Paths to measure (comma-separated); ratios are to `direct`, and
-        /// to `ceiling` (raw QUIC streams) when it is measured.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "direct,tunnel,egress,ceiling"
-        )]
+        /// Paths to measure (comma-separated; default
+        /// direct,tunnel,egress,ceiling, and with --target tunnel, plus
+        /// direct with --direct); ratios are to `direct`, and to `ceiling`
+        /// (raw QUIC streams) when it is measured.
+        #[arg(long, value_delimiter = ',')]
         paths: Vec<Path>,
         /// Calls per second.
         #[arg(long, default_value_t = 1000.0)]
@@ -103,9 +112,11 @@ enum Command {
         max_in_flight: usize,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        deploy: DeployArgs,
     },
     /// The `unary` closed loop over the tunnel, once per audit durability
-    /// mode, each on a fresh topology; ratios are to the first mode.
+    /// mode, each on a fresh deployment; ratios are to the first mode.
     Audit {
         /// Audit durability modes to compare (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "always,none")]
@@ -120,6 +131,20 @@ enum Command {
         concurrency: usize,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        deploy: DeployArgs,
+    },
+    /// Serves the example upstream (gRPC Echo and HTTP on one port) until
+    /// SIGINT or SIGTERM: the process deployment runs this as its
+    /// upstream; it also serves behind a real tunnel client.
+    Upstream {
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Once listening, write `{"listen": "<addr>"}` to this file, or
+        /// as one line on stdout with `-` (as the edge and client do).
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
     },
 }
 
@@ -151,11 +176,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             paths,
             concurrency,
             common,
+            deploy,
         } => {
             scenario_unary::run(&UnaryConfig {
                 paths: paths.clone(),
                 rounds: common.rounds,
                 load: closed(*concurrency, common, progress)?,
+                deployment: deploy.spec()?,
             })
             .await?
         }
@@ -164,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             max_in_flight,
             common,
+            deploy,
         } => {
             anyhow::ensure!(
                 rate.is_finite() && *rate > 0.0,
@@ -181,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     call_timeout: seconds("call-timeout", common.call_timeout)?,
                     progress,
                 },
+                deployment: deploy.spec()?,
             })
             .await?
         }
@@ -189,14 +218,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             client_audit,
             concurrency,
             common,
+            deploy,
         } => {
             scenario_audit::run(&AuditConfig {
                 modes: audit.clone(),
                 client_mode: *client_audit,
                 rounds: common.rounds,
                 load: closed(*concurrency, common, progress)?,
+                deployment: deploy.spec()?,
             })
             .await?
+        }
+        Command::Upstream { listen, ready_file } => {
+            return crate::upstream::serve(*listen, ready_file.as_deref()).await;
         }
     };
     if cli.output.json {

@@ -1,13 +1,16 @@
 //! `bench`: Tether's load-test harness, as a library so the smoke test can
 //! run the same code the binary does.
 //!
-//! Everything runs in this process today, on the in-process
-//! [`Topology`](tether_tests::topology::Topology) (edge, tunnel client and
-//! example upstreams on loopback); separate processes per component are a
-//! later step.
+//! By default the edge, the tunnel client and the example upstream run as
+//! separate processes on loopback (the release binaries, and bench itself
+//! as `bench upstream`), so each one's CPU and memory are read from
+//! `/proc` on its own; `--in-process` runs everything in this process on
+//! the test [`Topology`](tether_tests::topology::Topology), and `--target`
+//! measures an existing edge over mTLS.
 //!
 //! - [`cli`]: the command line, and [`cli::run`] which dispatches to a
-//!   scenario and prints its report.
+//!   scenario and prints its report; [`deploy_args`] are the flags that
+//!   choose the deployment.
 //! - [`paths`]: the ways a call can reach the example upstream (`direct`,
 //!   `tunnel`, `egress`) and the gRPC clients for each, and `ceiling`:
 //!   raw QUIC streams to a bare echo with Tether's TLS and transport.
@@ -16,17 +19,31 @@
 //!   from each call's intended start (coordinated-omission correction).
 //! - [`scenario_audit`]: unary over the tunnel, once per audit durability
 //!   mode.
+//! - [`deployment`]: where the components run, behind one interface:
+//!   [`processes`] (children started from [`child`]), in process, or a
+//!   [`target`] edge; [`upstream`] is the `bench upstream` subcommand.
 //! - [`measurement`]: one measurement's raw figures (HDR histogram, counts,
-//!   CPU, RSS) and the `/proc` readers behind them.
+//!   CPU, RSS).
+//! - [`procfs`]: a process's CPU and memory from `/proc`; [`usage`]: each
+//!   measured process's use over a measurement window.
 //! - [`report`]: turns measurements into the summary table and the JSON
-//!   document.
+//!   document; [`per_process`] is the table's per-process part.
 //! - [`progress`]: the live progress line on stderr.
 
+pub mod child;
 pub mod cli;
+pub mod deploy_args;
+pub mod deployment;
 pub mod measurement;
 pub mod paths;
+pub mod per_process;
+pub mod processes;
+pub mod procfs;
 pub mod progress;
 pub mod report;
 pub mod scenario_audit;
 pub mod scenario_rate;
 pub mod scenario_unary;
+pub mod target;
+pub mod upstream;
+pub mod usage;

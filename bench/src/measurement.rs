@@ -1,9 +1,12 @@
-//! One measurement's raw figures, and the `/proc` readers behind the CPU
-//! and memory columns.
+//! One measurement's raw figures, and this process's CPU and memory (from
+//! [`procfs`](crate::procfs)).
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::procfs::Process;
+use crate::usage::{self, ProcessUsage};
 
 /// Highest latency the histograms hold: a call slower than this is recorded
 /// as this (the per-call timeout is lower, so it does not happen).
@@ -47,10 +50,14 @@ pub struct Measurement {
     pub scheduled: u64,
     /// Wall-clock time of the measurement window.
     pub elapsed: Duration,
-    /// Process CPU (user + system) used in the window.
+    /// CPU (user + system) of every measured process together, used in
+    /// the window.
     pub cpu: Duration,
-    /// Resident set size at the end of the window, KiB.
+    /// Resident set size of the bench process at the end of the window,
+    /// KiB.
     pub rss_kib: u64,
+    /// Each measured process's CPU and RSS over the window.
+    pub processes: Vec<ProcessUsage>,
 }
 
 impl Measurement {
@@ -66,6 +73,7 @@ impl Measurement {
             elapsed: Duration::ZERO,
             cpu: Duration::ZERO,
             rss_kib: 0,
+            processes: Vec::new(),
         }
     }
 
@@ -81,6 +89,7 @@ impl Measurement {
         self.elapsed += other.elapsed;
         self.cpu += other.cpu;
         self.rss_kib = self.rss_kib.max(other.rss_kib);
+        usage::merge(&mut self.processes, &other.processes);
     }
 }
 
@@ -93,43 +102,15 @@ impl Default for Measurement {
 /// CPU time (user + system) this process has used, from `/proc/self/stat`.
 /// Zero where `/proc` is missing.
 pub fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may hold spaces) start at ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here.
-    // Linux reports them in clock ticks of 1/100 s (USER_HZ).
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    Process::current("bench").cpu().unwrap_or(Duration::ZERO)
 }
 
-/// A `/proc/self/status` field in KiB (`VmRSS`, `VmHWM`); zero when absent.
-fn status_kib(field: &str) -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Current resident set size, KiB.
+/// Current resident set size of this process, KiB.
 pub fn rss_kib() -> u64 {
-    status_kib("VmRSS")
+    Process::current("bench").rss_kib().unwrap_or(0)
 }
 
-/// Peak resident set size of the process so far (`VmHWM`), KiB.
+/// Peak resident set size of this process so far (`VmHWM`), KiB.
 pub fn peak_rss_kib() -> u64 {
-    status_kib("VmHWM")
+    Process::current("bench").peak_rss_kib().unwrap_or(0)
 }

@@ -15,12 +15,13 @@ use proxy::tls::{client_config, server_config};
 use proxy::wire::ALPN;
 use proxy::Limits;
 use serde::Serialize;
-use tether_tests::callers::grpc_plaintext;
+use tether_tests::callers::{grpc_plaintext, grpc_tls_named};
 use tether_tests::pb::echo_client::EchoClient;
 use tether_tests::pb::EchoRequest;
-use tether_tests::topology::{Options, Topology, TRUST_DOMAIN};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+
+use crate::deployment::{CeilingKeys, Deployment, Endpoint};
 
 /// HTTP/2 connections per path, as a real client pool would use: enough
 /// to spread the calls over more than one connection task, few enough that
@@ -33,8 +34,8 @@ pub const CONNECTIONS: usize = 4;
 pub enum Path {
     /// Load generator → upstream: the baseline.
     Direct,
-    /// Load generator → edge plaintext ingress → QUIC → tunnel client →
-    /// data-plane upstream.
+    /// Load generator → edge plaintext ingress (the mTLS ingress against
+    /// `--target`) → QUIC → tunnel client → data-plane upstream.
     Tunnel,
     /// Workload → tunnel client egress listener → QUIC → edge →
     /// control-plane upstream.
@@ -160,18 +161,16 @@ impl Drop for StreamEcho {
 
 /// Starts the `ceiling` echo on loopback and connects one QUIC connection
 /// to it, both ends configured as Tether's: the server presents the
-/// topology's edge certificate and admits only `tunnel` identities, the
-/// client presents a fresh tunnel certificate and admits only `edge`
+/// deployment's edge certificate and admits only `tunnel` identities, the
+/// client presents a tunnel certificate and admits only `edge`
 /// identities, ALPN [`ALPN`], transport from [`Limits::default`].
-async fn ceiling(topo: &Topology) -> anyhow::Result<(quinn::Connection, StreamEcho)> {
+async fn ceiling(keys: CeilingKeys) -> anyhow::Result<(quinn::Connection, StreamEcho)> {
     let limits = Limits::default();
-    let roots = topo.pki.roots()?;
     let rule = |kind| IdentityRule {
-        trust_domain: TRUST_DOMAIN.to_string(),
+        trust_domain: keys.trust_domain.clone(),
         kind: Some(kind),
     };
-    let edge = tether_tests::topology::tls_identity(&topo.edge_cert)?;
-    let tls = server_config(&edge, roots.clone(), rule("tunnel"), &[ALPN])?;
+    let tls = server_config(&keys.edge, keys.roots.clone(), rule("tunnel"), &[ALPN])?;
     let mut server_cfg = quinn::ServerConfig::with_crypto(Arc::new(
         quinn::crypto::rustls::QuicServerConfig::try_from(tls)?,
     ));
@@ -180,10 +179,7 @@ async fn ceiling(topo: &Topology) -> anyhow::Result<(quinn::Connection, StreamEc
     let server = quinn::Endpoint::server(server_cfg, loopback).context("binding the echo")?;
     let addr = server.local_addr()?;
 
-    let tunnel = topo
-        .client_config("bench-ceiling", &Options::default())?
-        .identity;
-    let tls = client_config(&tunnel, roots, rule("edge"), &[ALPN])?;
+    let tls = client_config(&keys.tunnel, keys.roots, rule("edge"), &[ALPN])?;
     let mut client_cfg = quinn::ClientConfig::new(Arc::new(
         quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
     ));
@@ -225,14 +221,29 @@ async fn echo_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     }
 }
 
+/// A gRPC Echo client for `endpoint`: plaintext h2c, or mTLS when the
+/// endpoint says so.
+pub async fn grpc(endpoint: &Endpoint) -> anyhow::Result<EchoClient<Channel>> {
+    match &endpoint.tls {
+        None => grpc_plaintext(endpoint.addr, &endpoint.authority).await,
+        Some((tls, server_name)) => {
+            grpc_tls_named(endpoint.addr, &endpoint.authority, server_name, tls.clone()).await
+        }
+    }
+}
+
 /// Opens the callers of `path`, each warmed by one call so that connection
 /// setup and first-use allocation fall outside the measurement: for the
 /// gRPC paths [`CONNECTIONS`] Echo clients (fewer when `concurrency` is
 /// lower), for `ceiling` one QUIC connection shared by every worker, as
 /// the tunnel shares its one connection.
-pub async fn connect(topo: &Topology, path: Path, concurrency: usize) -> anyhow::Result<Callers> {
+pub async fn connect(
+    deployment: &Deployment,
+    path: Path,
+    concurrency: usize,
+) -> anyhow::Result<Callers> {
     if path == Path::Ceiling {
-        let (conn, echo) = ceiling(topo).await?;
+        let (conn, echo) = ceiling(deployment.ceiling()?).await?;
         let mut caller = Caller::Quic(conn);
         caller
             .call(Vec::new())
@@ -243,22 +254,12 @@ pub async fn connect(topo: &Topology, path: Path, concurrency: usize) -> anyhow:
             _echo: Some(echo),
         });
     }
-    let (addr, authority) = match path {
-        // The upstream ignores the authority; keep the tunnel's for parity.
-        // (`ceiling` returned above.)
-        Path::Direct | Path::Ceiling => (topo.upstream.addr, topo.host("echo")),
-        Path::Tunnel => (topo.plaintext_addr, topo.host("echo")),
-        Path::Egress => (
-            topo.egress_addr
-                .context("the topology has no egress listener")?,
-            "cp-echo".to_string(),
-        ),
-    };
+    let endpoint = deployment.endpoint(path)?;
     let mut callers = Vec::new();
     for _ in 0..CONNECTIONS.min(concurrency.max(1)) {
-        let mut client = grpc_plaintext(addr, &authority)
+        let mut client = grpc(&endpoint)
             .await
-            .with_context(|| format!("connecting the {path} path"))?;
+            .with_context(|| format!("connecting the {path} path ({})", endpoint.addr))?;
         client
             .unary(EchoRequest::default())
             .await

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::measurement::{self, Measurement};
+use crate::usage::{self, ProcessFigures, ProcessInfo};
 
 /// Latency percentiles of successful calls, µs.
 #[derive(Clone, Debug, Serialize)]
@@ -86,11 +87,19 @@ pub struct Row {
     /// Open loop only: how late calls were sent after falling due, µs
     /// (already included in `latency_us`).
     pub send_lag_us: Option<Latency>,
-    /// Process CPU (load generator and every in-process component) per
-    /// successful call, µs.
+    /// CPU of every measured process together (load generator, edge,
+    /// client, upstream; in process, the one process) per successful
+    /// call, µs.
     pub cpu_us_per_call: f64,
-    /// Resident set size at the end of this row's last measurement, KiB.
+    /// Resident set size of the bench process at the end of this row's
+    /// last measurement, KiB.
     pub rss_kib: u64,
+    /// Each measured process's CPU per call and RSS, load generator first.
+    pub processes: Vec<ProcessFigures>,
+    /// The edge's and the client's CPU per call together, µs, when both
+    /// ran as processes of their own (the tunnel's CPU target is stated
+    /// for this sum).
+    pub edge_client_us_per_call: Option<f64>,
     /// This row ÷ the baseline row (the first; `direct` when measured).
     pub vs_baseline: Option<Ratios>,
     /// This row ÷ the ceiling row (raw QUIC streams), when one was
@@ -118,10 +127,19 @@ impl Row {
             send_lag_us: (!m.send_lag.is_empty()).then(|| Latency::of(&m.send_lag)),
             cpu_us_per_call: m.cpu.as_secs_f64() * 1e6 / m.calls.max(1) as f64,
             rss_kib: m.rss_kib,
+            processes: per_process(m),
+            edge_client_us_per_call: usage::edge_and_client(&per_process(m)),
             vs_baseline: None,
             vs_ceiling: None,
         }
     }
+}
+
+fn per_process(m: &Measurement) -> Vec<ProcessFigures> {
+    m.processes
+        .iter()
+        .map(|u| ProcessFigures::of(u, m.calls))
+        .collect()
 }
 
 /// A whole run's figures.
@@ -129,8 +147,12 @@ impl Row {
 pub struct Report {
     /// `unary`, `rate` or `audit`.
     pub scenario: String,
-    /// Where the components ran: `in-process` today.
+    /// Where the components ran: `processes` (each its own process),
+    /// `in-process` or `target` (an edge bench did not start).
     pub topology: String,
+    /// The measured processes: pid, idle RSS (after start-up, before any
+    /// call) and peak RSS over the run.
+    pub processes: Vec<ProcessInfo>,
     /// The scenario's settings as given.
     pub settings: serde_json::Value,
     /// The label ratios are taken against.
@@ -139,8 +161,9 @@ pub struct Report {
     pub ceiling: Option<String>,
     /// One row per path (or mode), baseline first.
     pub rows: Vec<Row>,
-    /// Peak resident set size of the whole process (`VmHWM`), KiB. Every
-    /// path ran in this process, so this is not per path.
+    /// Peak resident set size of the bench process (`VmHWM`), KiB: the
+    /// load generator's, or everything's in process (see `processes` for
+    /// the others).
     pub peak_rss_kib: u64,
     /// Targets the run could not reach (missed calls, errors), in words.
     pub warnings: Vec<String>,
@@ -174,6 +197,7 @@ impl Report {
         Self {
             scenario: scenario.to_string(),
             topology: "in-process".to_string(),
+            processes: Vec::new(),
             settings,
             baseline: baseline.map(|b| b.label),
             ceiling: None,
@@ -181,6 +205,13 @@ impl Report {
             peak_rss_kib: measurement::peak_rss_kib(),
             warnings,
         }
+    }
+
+    /// Names the deployment the run measured and its processes.
+    pub fn with_deployment(mut self, topology: &str, processes: Vec<ProcessInfo>) -> Self {
+        self.topology = topology.to_string();
+        self.processes = processes;
+        self
     }
 
     /// Adds every row's ratios to the row labelled `label` (the ceiling),
@@ -207,7 +238,7 @@ impl Report {
         let base = self.baseline.as_deref().unwrap_or("-");
         let _ = writeln!(
             out,
-            "{} on the {} topology; settings {}",
+            "{} on the {} deployment; settings {}",
             self.scenario, self.topology, self.settings
         );
         let _ = write!(
@@ -249,6 +280,7 @@ impl Report {
                 );
             }
         }
+        out.push_str(&crate::per_process::table(self));
         if let Some(ceiling) = &self.ceiling {
             let _ = writeln!(
                 out,
@@ -258,7 +290,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "ratios (×) are to {base}; peak RSS of the process {:.1} MiB",
+            "ratios (×) are to {base}; CPU µs/c is every measured process's CPU per call, \
+             RSS MiB the bench process's; peak RSS of the bench process {:.1} MiB",
             self.peak_rss_kib as f64 / 1024.0
         );
         for w in &self.warnings {

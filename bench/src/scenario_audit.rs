@@ -1,18 +1,21 @@
 //! `audit`: the `unary` closed loop over the tunnel path, once per audit
 //! durability mode, in alternating rounds; each measurement gets a fresh
-//! topology because the mode is fixed when the audit log opens. The first
-//! mode is the baseline of the ratios.
+//! deployment because the mode is fixed when the audit log opens. The
+//! first mode is the baseline of the ratios. Not available against
+//! `--target`: bench cannot set a foreign edge's audit mode.
 
 use std::time::Duration;
 
 use proxy::audit::Durability;
 use serde::Serialize;
-use tether_tests::topology::{Options, Topology};
 
+use crate::deployment::{Deployment, Spec};
 use crate::measurement::Measurement;
 use crate::paths::{self, Path};
+use crate::processes::AuditModes;
 use crate::report::{Report, Row};
 use crate::scenario_unary::{closed_loop, ClosedLoop};
+use crate::usage::ProcessInfo;
 
 /// An audit durability mode as the command line spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -57,6 +60,8 @@ pub struct AuditConfig {
     pub rounds: usize,
     /// Each measurement's settings.
     pub load: ClosedLoop,
+    /// Where the components run (a fresh deployment per measurement).
+    pub deployment: Spec,
 }
 
 /// Runs the comparison.
@@ -64,24 +69,37 @@ pub async fn run(cfg: &AuditConfig) -> anyhow::Result<Report> {
     anyhow::ensure!(!cfg.modes.is_empty(), "need at least one audit mode");
     anyhow::ensure!(cfg.rounds > 0, "need at least one round");
     anyhow::ensure!(cfg.load.concurrency > 0, "need concurrency ≥ 1");
+    anyhow::ensure!(
+        !matches!(cfg.deployment, Spec::Target(_)),
+        "audit is not available against --target: it sets the edge's audit mode, \
+         which only a deployment bench starts allows (run it without --target)"
+    );
+    let mut processes: Vec<ProcessInfo> = Vec::new();
+    let mut name = cfg.deployment.name();
     let mut merged: Vec<Measurement> = cfg.modes.iter().map(|_| Measurement::new()).collect();
     for round in 0..cfg.rounds {
         for (mode, total) in cfg.modes.iter().zip(merged.iter_mut()) {
-            let topo = Topology::start_with(Options {
-                audit_durability: mode.durability(),
-                client_audit_durability: cfg.client_mode.map(Audit::durability),
-                ..Options::default()
-            })
-            .await?;
+            let modes = AuditModes {
+                edge: mode.durability(),
+                client: cfg.client_mode.unwrap_or(*mode).durability(),
+            };
+            let deployment = Deployment::start(&cfg.deployment, modes).await?;
             let label = format!("round {}/{} audit {}", round + 1, cfg.rounds, mode.name());
-            let result = match paths::connect(&topo, Path::Tunnel, cfg.load.concurrency).await {
-                Ok(clients) => closed_loop(&clients, &cfg.load, label).await,
+            let result = match paths::connect(&deployment, Path::Tunnel, cfg.load.concurrency).await
+            {
+                Ok(clients) => {
+                    closed_loop(&clients, &cfg.load, label, deployment.processes()).await
+                }
                 Err(e) => Err(e),
             };
-            let stats = topo.edge_audit_log.stats();
-            topo.shutdown().await;
+            let stats = deployment.edge_audit_stats();
+            // Each mode's processes are new: keep the latest start's
+            // figures (idle RSS does not depend on the mode).
+            processes = deployment.process_report();
+            name = deployment.name();
+            deployment.shutdown().await;
             total.merge(&result?);
-            if cfg.load.progress {
+            if let (true, Some(stats)) = (cfg.load.progress, stats) {
                 eprintln!(
                     "  audit {}: edge audit wrote {} records with {} fsyncs",
                     mode.name(),
@@ -107,5 +125,5 @@ pub async fn run(cfg: &AuditConfig) -> anyhow::Result<Report> {
         "size": cfg.load.size,
         "max_calls": cfg.load.max_calls,
     });
-    Ok(Report::new("audit", settings, rows))
+    Ok(Report::new("audit", settings, rows).with_deployment(name, processes))
 }

@@ -12,15 +12,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_tests::topology::Topology;
+use proxy::audit::Durability;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::deployment::{Deployment, Spec};
 use crate::measurement::{self, Measurement};
 use crate::paths::{self, Caller, Path};
+use crate::processes::AuditModes;
+use crate::procfs::Process;
 use crate::progress::{Counters, Progress};
 use crate::report::{Report, Row};
+use crate::usage::{self, Window};
 
 /// Settings of one open-loop measurement.
 #[derive(Clone, Debug)]
@@ -44,19 +48,24 @@ pub struct OpenLoop {
 /// Settings of the `rate` scenario.
 #[derive(Clone, Debug)]
 pub struct RateConfig {
-    /// Paths to measure; `direct` (when present) becomes the baseline.
+    /// Paths to measure (empty: every path the deployment has); `direct`
+    /// (when present) becomes the baseline.
     pub paths: Vec<Path>,
     /// Rounds; each measures every path once, in order.
     pub rounds: usize,
     /// Each measurement's settings.
     pub load: OpenLoop,
+    /// Where the components run.
+    pub deployment: Spec,
 }
 
-/// Runs `load` against `clients` once.
+/// Runs `load` against `clients` once, reading the CPU and memory of
+/// `processes` over the window.
 pub async fn open_loop(
     clients: &[Caller],
     load: &OpenLoop,
     label: String,
+    processes: &[Process],
 ) -> anyhow::Result<Measurement> {
     anyhow::ensure!(!clients.is_empty(), "no clients for {label}");
     anyhow::ensure!(load.rate > 0.0, "the rate must be positive");
@@ -69,7 +78,7 @@ pub async fn open_loop(
     let mut m = Measurement::new();
     // Each task is bounded by `call_timeout` and joined below.
     let mut tasks: JoinSet<Result<Duration, ()>> = JoinSet::new();
-    let cpu_before = measurement::process_cpu();
+    let window = Window::open(processes);
     let started = Instant::now();
     let mut next = 0u64;
     while next < total {
@@ -113,7 +122,8 @@ pub async fn open_loop(
         tally(&mut m, done);
     }
     m.elapsed = started.elapsed();
-    m.cpu = measurement::process_cpu().saturating_sub(cpu_before);
+    m.processes = window.close();
+    m.cpu = usage::total_cpu(&m.processes);
     m.rss_kib = measurement::rss_kib();
     drop(progress);
     Ok(m)
@@ -129,15 +139,17 @@ fn tally(m: &mut Measurement, done: Result<Result<Duration, ()>, tokio::task::Jo
     }
 }
 
-/// Measures every path of `cfg` in alternating rounds on one in-process
-/// topology.
+/// Measures every path of `cfg` in alternating rounds on one deployment.
 pub async fn run(cfg: &RateConfig) -> anyhow::Result<Report> {
-    let paths = paths::normalise(&cfg.paths);
+    let paths = paths::normalise(&cfg.deployment.paths(&cfg.paths)?);
     anyhow::ensure!(!paths.is_empty(), "no path to measure");
     anyhow::ensure!(cfg.rounds > 0, "need at least one round");
-    let topo = Topology::start().await?;
-    let result = measure_paths(&topo, &paths, cfg).await;
-    topo.shutdown().await;
+    let deployment =
+        Deployment::start(&cfg.deployment, AuditModes::both(Durability::Always)).await?;
+    let result = measure_paths(&deployment, &paths, cfg).await;
+    let processes = deployment.process_report();
+    let name = deployment.name();
+    deployment.shutdown().await;
     let merged = result?;
     let rows = paths
         .iter()
@@ -157,23 +169,28 @@ pub async fn run(cfg: &RateConfig) -> anyhow::Result<Report> {
         "audit": "always",
         "latency_from": "intended start",
     });
-    Ok(Report::new("rate", settings, rows).with_ceiling(Path::Ceiling.name()))
+    Ok(Report::new("rate", settings, rows)
+        .with_ceiling(Path::Ceiling.name())
+        .with_deployment(name, processes))
 }
 
 async fn measure_paths(
-    topo: &Topology,
+    deployment: &Deployment,
     paths: &[Path],
     cfg: &RateConfig,
 ) -> anyhow::Result<HashMap<Path, Measurement>> {
     let mut clients = HashMap::new();
     for p in paths {
-        clients.insert(*p, paths::connect(topo, *p, paths::CONNECTIONS).await?);
+        clients.insert(
+            *p,
+            paths::connect(deployment, *p, paths::CONNECTIONS).await?,
+        );
     }
     let mut merged: HashMap<Path, Measurement> = HashMap::new();
     for round in 0..cfg.rounds {
         for p in paths {
             let label = format!("round {}/{} {p}", round + 1, cfg.rounds);
-            let m = open_loop(&clients[p], &cfg.load, label).await?;
+            let m = open_loop(&clients[p], &cfg.load, label, deployment.processes()).await?;
             merged.entry(*p).or_default().merge(&m);
         }
     }

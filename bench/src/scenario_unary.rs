@@ -11,12 +11,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether_tests::topology::Topology;
+use proxy::audit::Durability;
 
+use crate::deployment::{Deployment, Spec};
 use crate::measurement::{self, Measurement};
 use crate::paths::{self, Caller, Path};
+use crate::processes::AuditModes;
+use crate::procfs::Process;
 use crate::progress::{Counters, Progress};
 use crate::report::{Report, Row};
+use crate::usage::{self, Window};
 
 /// Settings of one closed-loop measurement.
 #[derive(Clone, Debug)]
@@ -39,26 +43,31 @@ pub struct ClosedLoop {
 /// Settings of the `unary` scenario.
 #[derive(Clone, Debug)]
 pub struct UnaryConfig {
-    /// Paths to measure; `direct` (when present) becomes the baseline.
+    /// Paths to measure (empty: every path the deployment has); `direct`
+    /// (when present) becomes the baseline.
     pub paths: Vec<Path>,
     /// Rounds; each measures every path once, in order.
     pub rounds: usize,
     /// Each measurement's settings.
     pub load: ClosedLoop,
+    /// Where the components run.
+    pub deployment: Spec,
 }
 
-/// Runs `load` against `clients` once.
+/// Runs `load` against `clients` once, reading the CPU and memory of
+/// `processes` over the window.
 pub async fn closed_loop(
     clients: &[Caller],
     load: &ClosedLoop,
     label: String,
+    processes: &[Process],
 ) -> anyhow::Result<Measurement> {
     anyhow::ensure!(!clients.is_empty(), "no clients for {label}");
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(label, counters.clone(), load.progress);
     let started = Instant::now();
     let deadline = started + load.duration;
-    let cpu_before = measurement::process_cpu();
+    let window = Window::open(processes);
     let mut workers = Vec::with_capacity(load.concurrency);
     for i in 0..load.concurrency {
         let mut client = clients[i % clients.len()].clone();
@@ -91,22 +100,26 @@ pub async fn closed_loop(
         total.merge(&w.await?);
     }
     total.elapsed = started.elapsed();
-    total.cpu = measurement::process_cpu().saturating_sub(cpu_before);
+    total.processes = window.close();
+    total.cpu = usage::total_cpu(&total.processes);
     total.rss_kib = measurement::rss_kib();
     drop(progress);
     Ok(total)
 }
 
 /// Measures every path of `cfg` in alternating rounds, all rounds of a
-/// path merged into one row. Uses one in-process topology for the run.
+/// path merged into one row. Uses one deployment for the run.
 pub async fn run(cfg: &UnaryConfig) -> anyhow::Result<Report> {
-    let paths = paths::normalise(&cfg.paths);
+    let paths = paths::normalise(&cfg.deployment.paths(&cfg.paths)?);
     anyhow::ensure!(!paths.is_empty(), "no path to measure");
     anyhow::ensure!(cfg.rounds > 0, "need at least one round");
     anyhow::ensure!(cfg.load.concurrency > 0, "need concurrency ≥ 1");
-    let topo = Topology::start().await?;
-    let result = measure_paths(&topo, &paths, cfg).await;
-    topo.shutdown().await;
+    let deployment =
+        Deployment::start(&cfg.deployment, AuditModes::both(Durability::Always)).await?;
+    let result = measure_paths(&deployment, &paths, cfg).await;
+    let processes = deployment.process_report();
+    let name = deployment.name();
+    deployment.shutdown().await;
     let merged = result?;
     let rows = paths
         .iter()
@@ -124,23 +137,28 @@ pub async fn run(cfg: &UnaryConfig) -> anyhow::Result<Report> {
         "ceiling_connections": 1,
         "audit": "always",
     });
-    Ok(Report::new("unary", settings, rows).with_ceiling(Path::Ceiling.name()))
+    Ok(Report::new("unary", settings, rows)
+        .with_ceiling(Path::Ceiling.name())
+        .with_deployment(name, processes))
 }
 
 async fn measure_paths(
-    topo: &Topology,
+    deployment: &Deployment,
     paths: &[Path],
     cfg: &UnaryConfig,
 ) -> anyhow::Result<HashMap<Path, Measurement>> {
     let mut clients = HashMap::new();
     for p in paths {
-        clients.insert(*p, paths::connect(topo, *p, cfg.load.concurrency).await?);
+        clients.insert(
+            *p,
+            paths::connect(deployment, *p, cfg.load.concurrency).await?,
+        );
     }
     let mut merged: HashMap<Path, Measurement> = HashMap::new();
     for round in 0..cfg.rounds {
         for p in paths {
             let label = format!("round {}/{} {p}", round + 1, cfg.rounds);
-            let m = closed_loop(&clients[p], &cfg.load, label).await?;
+            let m = closed_loop(&clients[p], &cfg.load, label, deployment.processes()).await?;
             merged.entry(*p).or_default().merge(&m);
         }
     }

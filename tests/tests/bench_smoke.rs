@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use bench::deployment::Spec;
 use bench::paths::Path;
 use bench::report::Report;
 use bench::scenario_rate::{self, OpenLoop, RateConfig};
@@ -71,6 +72,7 @@ async fn unary_over_every_path_reports_sound_figures() {
             call_timeout: Duration::from_secs(5),
             progress: false,
         },
+        deployment: Spec::InProcess,
     })
     .await
     .unwrap();
@@ -93,6 +95,7 @@ async fn rate_measures_from_intended_start_without_missing_calls() {
             call_timeout: Duration::from_secs(5),
             progress: false,
         },
+        deployment: Spec::InProcess,
     })
     .await
     .unwrap();
