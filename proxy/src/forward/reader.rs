@@ -1,22 +1,23 @@
 //! Reads frames from a QUIC receive stream with bounded buffering: never
-//! more than one maximal frame plus one read chunk is held.
+//! more than one maximal non-DATA frame plus one read chunk is held, and
+//! DATA payloads are handed on as slices of quinn's chunks, uncopied (see
+//! [`FrameAssembler`]); a DATA frame may so arrive as several `Data`
+//! pieces.
 
-use bytes::BytesMut;
 use futures_util::FutureExt;
 use quinn::{ReadError, RecvStream, VarInt};
 
 use super::error::StreamError;
-use crate::wire::{Frame, FrameDecoder, WireLimits};
+use crate::wire::{Frame, FrameAssembler, WireLimits};
 
-/// Bytes asked of quinn per read. Small enough to bound the buffer, large
-/// enough that a 1 MiB DATA frame takes few reads.
+/// Bytes asked of quinn per read: an upper bound only, as quinn hands out
+/// what one received STREAM frame carried.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Turns a `RecvStream` into a sequence of frames.
 pub struct FrameReader {
     recv: RecvStream,
-    buf: BytesMut,
-    decoder: FrameDecoder,
+    frames: FrameAssembler,
     fin: bool,
     deferred: Option<StreamError>,
 }
@@ -26,8 +27,7 @@ impl FrameReader {
     pub fn new(recv: RecvStream, limits: WireLimits) -> Self {
         Self {
             recv,
-            buf: BytesMut::new(),
-            decoder: FrameDecoder::new(limits),
+            frames: FrameAssembler::new(limits),
             fin: false,
             deferred: None,
         }
@@ -40,11 +40,11 @@ impl FrameReader {
             return Err(err);
         }
         loop {
-            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+            if let Some(frame) = self.frames.next_frame()? {
                 return Ok(Some(frame));
             }
             if self.fin {
-                return if self.buf.is_empty() {
+                return if self.frames.at_boundary() {
                     Ok(None)
                 } else {
                     Err(StreamError::Truncated("stream finished inside a frame"))
@@ -57,7 +57,7 @@ impl FrameReader {
 
     fn absorb(&mut self, read: Result<Option<quinn::Chunk>, ReadError>) -> Result<(), StreamError> {
         match read {
-            Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+            Ok(Some(chunk)) => self.frames.push(chunk.bytes),
             Ok(None) => self.fin = true,
             Err(ReadError::Reset(code)) => return Err(StreamError::reset(code)),
             Err(e) => return Err(StreamError::ConnectionLost(e.to_string())),
@@ -84,7 +84,7 @@ impl FrameReader {
 
     /// True when nothing but FIN follows what was consumed so far.
     pub fn at_clean_end(&self) -> bool {
-        self.fin && self.buf.is_empty() && self.deferred.is_none()
+        self.fin && self.frames.at_boundary() && self.deferred.is_none()
     }
 
     /// Tells the peer to stop sending; used when the reader gives up early.

@@ -63,6 +63,26 @@ impl FrameDecoder {
     /// as soon as the type byte and length are readable, so an oversized
     /// frame fails before its payload is buffered.
     pub fn decode(&self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        let Some(head) = self.header(src)? else {
+            return Ok(None);
+        };
+        if src.len() - head.header_len < head.len {
+            return Ok(None);
+        }
+        if head.ty == FrameType::Data {
+            src.advance(head.header_len);
+            return Ok(Some(Frame::Data(src.split_to(head.len).freeze())));
+        }
+        let frame = self.payload(head, &src[head.header_len..head.header_len + head.len])?;
+        src.advance(head.header_len + head.len);
+        Ok(Some(frame))
+    }
+
+    /// Reads a frame header (type and length) off the front of `src`,
+    /// checking the length against the limit for the type: `Ok(None)` until
+    /// the whole header is there. Lets a reader stream a DATA payload as it
+    /// arrives instead of buffering the whole frame.
+    pub fn header(&self, src: &[u8]) -> Result<Option<FrameHeader>, WireError> {
         let Some(&first) = src.first() else {
             return Ok(None);
         };
@@ -83,18 +103,28 @@ impl FrameDecoder {
                     len,
                     limit,
                 })?;
-        let header = 1 + varint_len;
-        if src.len() - header < len {
-            return Ok(None);
-        }
-        if ty == FrameType::Data {
-            src.advance(header);
-            return Ok(Some(Frame::Data(src.split_to(len).freeze())));
-        }
-        let frame = parse(ty, &src[header..header + len], &self.limits)?;
-        src.advance(header + len);
-        Ok(Some(frame))
+        Ok(Some(FrameHeader {
+            ty,
+            header_len: 1 + varint_len,
+            len,
+        }))
     }
+
+    /// Parses the whole payload of a frame whose header was `head`.
+    pub fn payload(&self, head: FrameHeader, payload: &[u8]) -> Result<Frame, WireError> {
+        parse(head.ty, payload, &self.limits)
+    }
+}
+
+/// A frame's type and lengths, read before its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The frame type.
+    pub ty: FrameType,
+    /// Bytes of the type byte and the length varint.
+    pub header_len: usize,
+    /// Bytes of payload that follow, within the type's limit.
+    pub len: usize,
 }
 
 /// Parses the payload of a non-DATA frame. Layouts are in docs/protocol.md.

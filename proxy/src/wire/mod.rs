@@ -24,6 +24,7 @@
 //! [`encode_data_header`] go the other way and refuse what the peer would
 //! reject.
 
+mod assembler;
 pub mod codes;
 mod decode;
 mod encode;
@@ -36,7 +37,8 @@ pub mod varint;
 #[cfg(test)]
 mod tests;
 
-pub use decode::FrameDecoder;
+pub use assembler::FrameAssembler;
+pub use decode::{FrameDecoder, FrameHeader};
 pub use encode::{encode, encode_data_header};
 pub use error::WireError;
 pub use frame::{
