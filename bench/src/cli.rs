@@ -1,6 +1,7 @@
 //! The command line: one subcommand per scenario, each building its
 //! scenario's config, running it and printing the report (a table, or one
-//! JSON document with `--json`).
+//! JSON document with `--json`), and with `--report DIR` also writing it as
+//! files (markdown, JSON, SVG charts).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::deploy_args::DeployArgs;
 use crate::paths::Path;
+use crate::provenance::Provenance;
 use crate::report::Report;
 use crate::scenario_audit::{self, Audit, AuditConfig};
 use crate::scenario_rate::{self, OpenLoop, RateConfig};
@@ -32,7 +34,13 @@ Examples:
   ./target/release/bench unary --duration 5 --rounds 2
   cargo run --release -p bench -- unary --duration 5 --rounds 2
   cargo run --release -p bench -- rate --rate 1000 --duration 5
-  cargo run --release -p bench -- audit --concurrency 64 --duration 5 --audit always,none --rounds 3";
+  cargo run --release -p bench -- audit --concurrency 64 --duration 5 --audit always,none --rounds 3
+  cargo run --release -p bench -- unary --duration 5 --rounds 2 --report target/bench-report
+
+--report DIR writes report.md (settings, machine, command line, the summary
+table, errors), report.json (what --json prints), latency.svg (latency per
+path across the percentile spectrum) and throughput.svg (calls per second
+over each path's measurement) into DIR, creating it if needed.";
 
 /// Load-tests Tether.
 #[derive(Parser, Debug)]
@@ -52,6 +60,10 @@ struct Output {
     /// No progress line on stderr.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Also write the report into DIR (created if missing): report.md,
+    /// report.json, latency.svg, throughput.svg.
+    #[arg(long, global = true, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +183,8 @@ fn closed(concurrency: usize, c: &Common, progress: bool) -> anyhow::Result<Clos
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     proxy::telemetry::init("error");
     let progress = !cli.output.quiet;
+    // Taken before the run: the report's start time and machine.
+    let provenance = Provenance::collect();
     let report: Report = match &cli.command {
         Command::Unary {
             paths,
@@ -237,6 +251,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", report.json()?);
     } else {
         print!("{}", report.table());
+    }
+    // Written whatever the outcome: a report of a failed run is the one to
+    // read.
+    if let Some(dir) = &cli.output.report {
+        let markdown = crate::report_dir::write(dir, &report, &provenance)?;
+        if progress {
+            eprintln!("report written to {}", markdown.display());
+        }
     }
     anyhow::ensure!(
         report.clean(),

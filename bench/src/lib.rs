@@ -29,21 +29,34 @@
 //! - [`report`]: turns measurements into the summary table and the JSON
 //!   document; [`per_process`] is the table's per-process part.
 //! - [`progress`]: the live progress line on stderr.
+//! - [`timeline`]: successful calls per 250 ms interval during each
+//!   measurement (throughput over time).
+//! - [`report_dir`]: `--report DIR`, the report as files: [`markdown`]
+//!   (`report.md`, with the machine from [`provenance`]), the JSON, and
+//!   [`charts`] drawn by the hand-written [`svg`] line chart.
 
+pub mod charts;
 pub mod child;
 pub mod cli;
 pub mod deploy_args;
 pub mod deployment;
+#[cfg(test)]
+mod fixtures;
+pub mod markdown;
 pub mod measurement;
 pub mod paths;
 pub mod per_process;
 pub mod processes;
 pub mod procfs;
 pub mod progress;
+pub mod provenance;
 pub mod report;
+pub mod report_dir;
 pub mod scenario_audit;
 pub mod scenario_rate;
 pub mod scenario_unary;
+pub mod svg;
 pub mod target;
+pub mod timeline;
 pub mod upstream;
 pub mod usage;

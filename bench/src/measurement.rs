@@ -6,6 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::procfs::Process;
+use crate::timeline::Timeline;
 use crate::usage::{self, ProcessUsage};
 
 /// Highest latency the histograms hold: a call slower than this is recorded
@@ -28,6 +29,29 @@ pub fn latency_histogram() -> Histogram<u64> {
 pub fn record(hist: &mut Histogram<u64>, latency: Duration) {
     let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
+}
+
+/// Points of the latency distribution `hist` holds, `(quantile, µs)`, for
+/// the percentile chart: quantiles spaced evenly in log10(1 / (1 − q)) (20
+/// per decade: 0%, 11%, 21% … 90% … 99% …), up to 1 − 1/n for n calls,
+/// where the slowest call sits, which ends the list. About 100 points for
+/// 100,000 calls; empty for an empty histogram.
+pub fn spectrum(hist: &Histogram<u64>) -> Vec<(f64, u64)> {
+    const PER_DECADE: f64 = 20.0;
+    if hist.is_empty() {
+        return Vec::new();
+    }
+    let last = (hist.len() as f64).log10();
+    let mut points: Vec<(f64, u64)> = (0..)
+        .map(|i| f64::from(i) / PER_DECADE)
+        .take_while(|x| *x < last)
+        .map(|x| {
+            let q = 1.0 - 10f64.powf(-x);
+            (q, hist.value_at_quantile(q))
+        })
+        .collect();
+    points.push((1.0 - 10f64.powf(-last), hist.max()));
+    points
 }
 
 /// The figures of one measurement (or several merged).
@@ -58,6 +82,8 @@ pub struct Measurement {
     pub rss_kib: u64,
     /// Each measured process's CPU and RSS over the window.
     pub processes: Vec<ProcessUsage>,
+    /// Successful calls per sampling interval, rounds back to back.
+    pub timeline: Timeline,
 }
 
 impl Measurement {
@@ -74,6 +100,7 @@ impl Measurement {
             cpu: Duration::ZERO,
             rss_kib: 0,
             processes: Vec::new(),
+            timeline: Timeline::default(),
         }
     }
 
@@ -86,6 +113,8 @@ impl Measurement {
         self.errors += other.errors;
         self.missed += other.missed;
         self.scheduled += other.scheduled;
+        // Before `elapsed` grows: the next round starts where these ended.
+        self.timeline.append(&other.timeline, self.elapsed);
         self.elapsed += other.elapsed;
         self.cpu += other.cpu;
         self.rss_kib = self.rss_kib.max(other.rss_kib);
@@ -113,4 +142,29 @@ pub fn rss_kib() -> u64 {
 /// Peak resident set size of this process so far (`VmHWM`), KiB.
 pub fn peak_rss_kib() -> u64 {
     Process::current("bench").peak_rss_kib().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spectrum_rises_to_the_slowest_call() {
+        assert!(spectrum(&latency_histogram()).is_empty());
+        let mut hist = latency_histogram();
+        for us in 1..=10_000 {
+            hist.saturating_record(us);
+        }
+        let points = spectrum(&hist);
+        // Four decades (10,000 calls) at 20 points each, then the max.
+        assert_eq!(points.len(), 81);
+        assert_eq!(points.first().map(|p| p.0), Some(0.0));
+        assert_eq!(points.last().map(|p| p.1), Some(hist.max()));
+        assert!(points
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        let mut one = latency_histogram();
+        one.saturating_record(42);
+        assert_eq!(spectrum(&one), [(0.0, 42)]);
+    }
 }

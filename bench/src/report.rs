@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::measurement::{self, Measurement};
+use crate::timeline::Timeline;
 use crate::usage::{self, ProcessFigures, ProcessInfo};
 
 /// Latency percentiles of successful calls, µs.
@@ -105,6 +106,15 @@ pub struct Row {
     /// This row ÷ the ceiling row (raw QUIC streams), when one was
     /// measured: how much of the physical limit the path reaches.
     pub vs_ceiling: Option<Ratios>,
+    /// Successful calls per sampling interval, rounds back to back: the
+    /// throughput-over-time chart, and for machines to redraw it.
+    pub timeline: Timeline,
+    /// `(quantile, µs)` points across the whole latency distribution, for
+    /// the percentile chart ([`measurement::spectrum`]). Not in the JSON:
+    /// the percentiles above carry its figures, and it would double the
+    /// document's length.
+    #[serde(skip)]
+    pub spectrum: Vec<(f64, u64)>,
 }
 
 impl Row {
@@ -131,6 +141,8 @@ impl Row {
             edge_client_us_per_call: usage::edge_and_client(&per_process(m)),
             vs_baseline: None,
             vs_ceiling: None,
+            timeline: m.timeline.clone(),
+            spectrum: measurement::spectrum(&m.hist),
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::processes::AuditModes;
 use crate::procfs::Process;
 use crate::progress::{Counters, Progress};
 use crate::report::{Report, Row};
+use crate::timeline::Sampler;
 use crate::usage::{self, Window};
 
 /// Settings of one open-loop measurement.
@@ -73,6 +74,7 @@ pub async fn open_loop(
     let due = |i: u64| Duration::from_secs_f64(i as f64 / load.rate);
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(label, counters.clone(), load.progress);
+    let sampler = Sampler::start(counters.clone());
     let in_flight = Arc::new(Semaphore::new(load.max_in_flight.max(1)));
     let payload = vec![7u8; load.size];
     let mut m = Measurement::new();
@@ -125,6 +127,7 @@ pub async fn open_loop(
     m.processes = window.close();
     m.cpu = usage::total_cpu(&m.processes);
     m.rss_kib = measurement::rss_kib();
+    m.timeline = sampler.finish().await;
     drop(progress);
     Ok(m)
 }

@@ -20,6 +20,7 @@ use crate::processes::AuditModes;
 use crate::procfs::Process;
 use crate::progress::{Counters, Progress};
 use crate::report::{Report, Row};
+use crate::timeline::Sampler;
 use crate::usage::{self, Window};
 
 /// Settings of one closed-loop measurement.
@@ -65,6 +66,7 @@ pub async fn closed_loop(
     anyhow::ensure!(!clients.is_empty(), "no clients for {label}");
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(label, counters.clone(), load.progress);
+    let sampler = Sampler::start(counters.clone());
     let started = Instant::now();
     let deadline = started + load.duration;
     let window = Window::open(processes);
@@ -103,6 +105,7 @@ pub async fn closed_loop(
     total.processes = window.close();
     total.cpu = usage::total_cpu(&total.processes);
     total.rss_kib = measurement::rss_kib();
+    total.timeline = sampler.finish().await;
     drop(progress);
     Ok(total)
 }

@@ -1,12 +1,15 @@
 //! Smoke test of the load-test harness: a tiny `unary` run over every path
 //! (the raw-QUIC `ceiling` included) and a tiny `rate` run go through the same library code `bench` runs, and
 //! their reports hold real figures (calls made, none failed or missed,
-//! percentiles in order). It checks the harness, not Tether's speed.
+//! percentiles in order), and a run through the command line with
+//! `--report DIR` writes the report files. It checks the harness, not
+//! Tether's speed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use bench::cli::Cli;
 use bench::deployment::Spec;
 use bench::paths::Path;
 use bench::report::Report;
@@ -105,5 +108,58 @@ async fn rate_measures_from_intended_start_without_missing_calls() {
         assert_eq!(r.scheduled, (rate * WINDOW.as_secs_f64()) as u64);
         assert_eq!(r.calls, r.scheduled, "{}", r.label);
         assert!(r.send_lag_us.is_some(), "{}: send lag reported", r.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_option_writes_markdown_json_and_charts() {
+    use clap::Parser as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("report");
+    let cli = Cli::try_parse_from([
+        "bench",
+        "unary",
+        "--paths",
+        "direct,tunnel",
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.3",
+        "--rounds",
+        "1",
+        "--quiet",
+        "--in-process",
+        "--report",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    bench::cli::run(cli).await.unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let md = read("report.md");
+    assert!(md.starts_with("# bench unary: "), "{md}");
+    for want in ["| direct |", "| tunnel |", "latency.svg", "throughput.svg"] {
+        assert!(md.contains(want), "report.md lacks {want:?}:\n{md}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&read("report.json")).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let counts = row["timeline"]["count"].as_array().unwrap();
+        let sampled: u64 = counts.iter().map(|c| c.as_u64().unwrap()).sum();
+        assert_eq!(
+            sampled,
+            row["calls"].as_u64().unwrap(),
+            "every call sampled"
+        );
+    }
+    for chart in ["latency.svg", "throughput.svg"] {
+        let svg = read(chart);
+        assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(
+            svg.matches("<polyline ").count(),
+            2,
+            "{chart}: a line per path"
+        );
+        assert!(!svg.contains("NaN"), "{chart}");
     }
 }
