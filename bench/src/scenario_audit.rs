@@ -30,7 +30,8 @@ pub enum Audit {
 }
 
 impl Audit {
-    fn durability(self) -> Durability {
+    /// The durability this mode configures at both ends.
+    pub fn durability(self) -> Durability {
         match self {
             Audit::Always => Durability::Always,
             Audit::Interval => Durability::Interval(Duration::from_millis(100)),
@@ -38,7 +39,8 @@ impl Audit {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The mode's name as the command line spells it.
+    pub fn name(self) -> &'static str {
         match self {
             Audit::Always => "always",
             Audit::Interval => "interval",

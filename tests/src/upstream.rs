@@ -324,7 +324,9 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<BoxBody> {
 /// - `POST /echo`: streams the request body back as it arrives;
 /// - `GET /headers`: the request headers, one `name: value` per line;
 /// - `GET /bytes?n=N`: N bytes of `x`, streamed in 64 KiB chunks, each
-///   counted in [`Observed::bytes_produced`] when the connection polls it.
+///   counted in [`Observed::bytes_produced`] when the connection polls it;
+/// - `POST /count[?n=N]`: reads the request body without keeping it and
+///   answers its length in decimal (see [`count`]).
 async fn http(mut req: Request<Incoming>, observed: &Arc<Observed>) -> Response<BoxBody> {
     if req.method() != http::Method::HEAD {
         return route(req, observed).await;
@@ -369,6 +371,7 @@ async fn route(req: Request<Incoming>, observed: &Arc<Observed>) -> Response<Box
             }
             full(StatusCode::OK, out)
         }
+        (http::Method::POST, "/count") => count(req).await,
         (http::Method::GET, "/bytes") => {
             let n: u64 = req
                 .uri()
@@ -396,6 +399,50 @@ async fn route(req: Request<Incoming>, observed: &Arc<Observed>) -> Response<Box
         }
         _ => full(StatusCode::NOT_FOUND, "no such endpoint\n"),
     }
+}
+
+/// `POST /count[?n=N]`, the sink of bench's `bulk` uploads: the response
+/// head is sent once the first body byte has arrived (or the body ended
+/// empty), so its arrival tells the caller when the upload started
+/// reaching the service; the body then drains the request, counting bytes
+/// without keeping them, and ends with the count in decimal and a newline.
+/// With `n=N`, a body of any other length ends the response with an error
+/// (the stream is reset) instead, so a truncated upload can never pass for
+/// a complete one.
+async fn count(req: Request<Incoming>) -> Response<BoxBody> {
+    let expected: Option<u64> = req
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("n="))
+        .and_then(|n| n.parse().ok());
+    let mut body = req.into_body();
+    let mut seen = 0u64;
+    let mut ended = false;
+    while seen == 0 {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Some(Err(e)) => return full(StatusCode::BAD_REQUEST, format!("body: {e}\n")),
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let total = futures_util::stream::once(async move {
+        let mut n = seen;
+        if !ended {
+            while let Some(frame) = body.frame().await {
+                n += frame?.data_ref().map_or(0, |d| d.len() as u64);
+            }
+        }
+        match expected {
+            Some(want) if want != n => Err(BoxError::from(format!(
+                "received {n} body bytes, expected {want}"
+            ))),
+            _ => Ok(http_body::Frame::data(Bytes::from(format!("{n}\n")))),
+        }
+    });
+    Response::new(StreamBody::new(total).boxed_unsync())
 }
 
 /// A running example upstream.
