@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body::{Body, Frame as BodyFrame, SizeHint};
 
@@ -18,12 +18,19 @@ use super::reader::FrameReader;
 use crate::wire::codes::stream as codes;
 use crate::wire::Frame;
 
+/// Most bytes joined into one body chunk from DATA pieces that arrived
+/// together (one per QUIC packet): a write per 64 KiB instead of one per
+/// ~1.4 KiB on the far side, for one copy.
+const JOIN_BYTES: usize = 64 * 1024;
+
 type FrameStream = Pin<Box<dyn Stream<Item = Result<BodyFrame<Bytes>, StreamError>> + Send>>;
 
 /// Reader plus where it is in the DATA* TRAILERS? FIN sequence. When
 /// dropped before the end it tells the peer to stop sending.
 struct BodyState {
     reader: FrameReader,
+    /// What the reader gave while DATA pieces were being joined, due next.
+    pending: Option<Result<Option<Frame>, StreamError>>,
     after_trailers: bool,
     done: bool,
     bytes: Arc<AtomicU64>,
@@ -42,7 +49,11 @@ impl BodyState {
         if self.done {
             return None;
         }
-        let item = match self.reader.next().await {
+        let next = match self.pending.take() {
+            Some(next) => next,
+            None => self.reader.next().await,
+        };
+        let item = match next {
             Ok(None) => {
                 self.done = true;
                 return None;
@@ -51,6 +62,7 @@ impl BodyState {
                 Err(StreamError::Unexpected("frame after TRAILERS"))
             }
             Ok(Some(Frame::Data(data))) => {
+                let data = self.join_ready(data);
                 self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 Ok(BodyFrame::data(data))
             }
@@ -69,6 +81,31 @@ impl BodyState {
             self.done = true;
         }
         Some(item)
+    }
+
+    /// `first` followed by the DATA pieces already received, joined up to
+    /// [`JOIN_BYTES`]; whatever else the reader gave is kept for the next
+    /// call. A piece that is alone is passed on uncopied.
+    fn join_ready(&mut self, first: Bytes) -> Bytes {
+        let mut joined: Option<BytesMut> = None;
+        while joined.as_ref().map_or(first.len(), BytesMut::len) < JOIN_BYTES {
+            match self.reader.next_ready() {
+                None => break,
+                Some(Ok(Some(Frame::Data(more)))) if !self.after_trailers => {
+                    let buf = joined.get_or_insert_with(|| {
+                        let mut b = BytesMut::with_capacity(JOIN_BYTES.max(first.len()));
+                        b.extend_from_slice(&first);
+                        b
+                    });
+                    buf.extend_from_slice(&more);
+                }
+                Some(other) => {
+                    self.pending = Some(other);
+                    break;
+                }
+            }
+        }
+        joined.map_or(first, BytesMut::freeze)
     }
 }
 
@@ -91,6 +128,7 @@ impl TunnelBody {
         let bytes = Arc::new(AtomicU64::new(0));
         let state = BodyState {
             reader,
+            pending: None,
             after_trailers: false,
             done: ended,
             bytes: bytes.clone(),

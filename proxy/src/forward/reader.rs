@@ -65,6 +65,34 @@ impl FrameReader {
         Ok(())
     }
 
+    /// The next frame if it can be had without waiting: `None` when that
+    /// would need bytes not yet received. Lets a body join the DATA pieces
+    /// that arrived together instead of passing each QUIC packet's worth on
+    /// as its own write.
+    pub fn next_ready(&mut self) -> Option<Result<Option<Frame>, StreamError>> {
+        if let Some(err) = self.deferred.take() {
+            return Some(Err(err));
+        }
+        loop {
+            match self.frames.next_frame() {
+                Ok(Some(frame)) => return Some(Ok(Some(frame))),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+            if self.fin {
+                return Some(if self.frames.at_boundary() {
+                    Ok(None)
+                } else {
+                    Err(StreamError::Truncated("stream finished inside a frame"))
+                });
+            }
+            let read = self.recv.read_chunk(READ_CHUNK, true).now_or_never()?;
+            if let Err(e) = self.absorb(read) {
+                return Some(Err(e));
+            }
+        }
+    }
+
     /// Takes in whatever has already arrived without waiting, so a stream
     /// whose FIN came with its head is seen as bodiless. That lets the far
     /// side send HEADERS with END_STREAM (gRPC trailers-only, GET without
