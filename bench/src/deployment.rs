@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use certs::IdentityKind;
+use certs::{Ca, IdentityKind};
 use proxy::audit::AuditStats;
 use proxy::tls::TlsIdentity;
 use tether_tests::files;
@@ -36,6 +36,13 @@ const TUNNEL_DEADLINE: Duration = Duration::from_secs(10);
 /// The pause between tries of that first call: short, as the gap is
 /// microseconds; it only paces the retries, it synchronises nothing.
 const TUNNEL_RETRY: Duration = Duration::from_millis(20);
+
+/// Why `bench tunnels` cannot run against `--target`.
+pub const TARGET_HAS_NO_TUNNEL_SITE: &str =
+    "bench tunnels is not available against --target: each emulated tunnel needs an \
+     identity of its own, minted from the edge's CA private key, and the per-tunnel \
+     memory and CPU are read from the edge's process in /proc, which only a deployment \
+     bench starts has; run it on the default process deployment (or --in-process)";
 
 /// Which deployment to measure, as the command line chose it.
 #[derive(Clone, Debug)]
@@ -119,6 +126,22 @@ pub struct CeilingKeys {
     pub tunnel: TlsIdentity,
     /// The trust domain both must belong to.
     pub trust_domain: String,
+}
+
+/// Where `bench tunnels` registers tunnels of its own, and what it needs
+/// to be admitted there.
+pub struct TunnelSite {
+    /// The edge's QUIC tunnel listener.
+    pub addr: SocketAddr,
+    /// The name the edge's certificate is verified for.
+    pub server_name: String,
+    /// The deployment's CA: the edge admits any `/tunnel/<name>` it
+    /// signed, so each emulated tunnel gets an identity of its own from it.
+    pub ca: Ca,
+    /// The process whose memory and CPU are the edge's: the edge child, or
+    /// this whole process in process (then the emulated tunnels' own state
+    /// is counted too).
+    pub edge: Process,
 }
 
 enum Inner {
@@ -276,6 +299,30 @@ impl Deployment {
                 })
             }
             Inner::Target(_) => anyhow::bail!("the ceiling path is not available against --target"),
+        }
+    }
+
+    /// Where emulated tunnels register (for `bench tunnels`); not against
+    /// `--target`, whose CA key and process bench does not have.
+    pub fn tunnel_site(&self) -> anyhow::Result<TunnelSite> {
+        match &self.inner {
+            Inner::InProcess(t) => Ok(TunnelSite {
+                addr: t.tunnel_addr,
+                server_name: "localhost".to_string(),
+                ca: Ca::load(&t.pki.ca.cert_pem(), &t.pki.ca.key_pem())?,
+                edge: Process::current("bench"),
+            }),
+            Inner::Processes(p) => Ok(TunnelSite {
+                addr: p.tunnels,
+                server_name: "localhost".to_string(),
+                ca: Ca::load_dir(p.dir()).context("loading the deployment's CA")?,
+                edge: p
+                    .processes()
+                    .into_iter()
+                    .find(|p| p.name == "edge")
+                    .context("the deployment has no edge process")?,
+            }),
+            Inner::Target(_) => anyhow::bail!(TARGET_HAS_NO_TUNNEL_SITE),
         }
     }
 

@@ -108,6 +108,9 @@ pub struct Processes {
     pub egress: SocketAddr,
     /// The example upstream (the `direct` path, and behind both others).
     pub upstream: SocketAddr,
+    /// The edge's QUIC tunnel listener, where `bench tunnels` registers
+    /// tunnels of its own beside the real client's.
+    pub tunnels: SocketAddr,
     /// The PKI, configurations, audit logs and children's stderr; removed
     /// on drop, after the children are killed (fields drop in order).
     children: Vec<Child>,
@@ -206,6 +209,7 @@ impl Processes {
                 .first()
                 .context("the client reported no egress listener")?,
             upstream: up.listen,
+            tunnels: e.tunnels,
             children,
             dir,
         })
