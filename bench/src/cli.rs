@@ -9,12 +9,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bulk_caller::Direction;
+use crate::byte_size::ByteSize;
 use crate::deploy_args::DeployArgs;
 use crate::paths::Path;
 use crate::provenance::Provenance;
 use crate::report::Report;
 use crate::scenario_audit::{self, Audit, AuditConfig};
+use crate::scenario_bulk::{self, BulkConfig, BulkLoad};
 use crate::scenario_rate::{self, OpenLoop, RateConfig};
+use crate::scenario_tunnels::{self, TunnelsConfig};
 use crate::scenario_unary::{self, ClosedLoop, UnaryConfig};
 
 const AFTER_HELP: &str = "\
@@ -36,6 +40,10 @@ Examples:
   cargo run --release -p bench -- rate --rate 1000 --duration 5
   cargo run --release -p bench -- audit --concurrency 64 --duration 5 --audit always,none --rounds 3
   cargo run --release -p bench -- unary --duration 5 --rounds 2 --report target/bench-report
+  ./target/release/bench bulk --bytes 256MiB --rounds 1
+  ./target/release/bench bulk --bytes 1GiB --streams 16 --direction download
+  ./target/release/bench tunnels --tunnels 1000 --concurrency 64
+  ./target/release/bench tunnels --tunnels 10000 --idle 20   # the 10,000-tunnel target
 
 --report DIR writes report.md (settings, machine, command line, the summary
 table, errors), report.json (what --json prints), latency.svg (latency per
@@ -146,6 +154,95 @@ enum Command {
         #[command(flatten)]
         deploy: DeployArgs,
     },
+    /// Many tunnels on one edge: registers --tunnels emulated tunnel
+    /// clients, each with an identity of its own minted from the
+    /// deployment's CA, as the real client does (mTLS, ALPN, HELLO on the
+    /// control stream, WELCOME), --concurrency at a time, and holds them
+    /// idle. Reports registrations per second and their latency beside the
+    /// same handshakes at a bare QUIC endpoint with Tether's TLS (ceiling),
+    /// the edge's RSS per tunnel, its CPU per handshake and per idle tunnel
+    /// (keepalives), and a light open-loop load on the real tunnel with and
+    /// without the extra tunnels. Needs the edge as a process of its own
+    /// (the default); --in-process measures edge and tunnels together;
+    /// --target is refused (bench would need the edge's CA key).
+    Tunnels {
+        /// Tunnels to connect.
+        #[arg(long, default_value_t = 1000)]
+        tunnels: usize,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// QUIC client endpoints (UDP sockets) the tunnels share, in turn;
+        /// the edge sees one connection per tunnel either way.
+        #[arg(long, default_value_t = 4)]
+        endpoints: usize,
+        /// Seconds after which a registration counts as failed.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Seconds every tunnel is held idle while each process's CPU is
+        /// read (after a 2 s settling pause); the edge's RSS is read again
+        /// at its end.
+        #[arg(long, default_value_t = 10.0)]
+        idle: f64,
+        /// Calls per second of the light load on the real tunnel, run with
+        /// and without the extra tunnels (0: no light load).
+        #[arg(long, default_value_t = 100.0)]
+        load_rate: f64,
+        /// Seconds of each light load.
+        #[arg(long, default_value_t = 3.0)]
+        load_duration: f64,
+        /// Cap on the whole run, seconds: no tunnel is dialed and no phase
+        /// started after it (what was skipped is reported).
+        #[arg(long, default_value_t = 600.0)]
+        duration: f64,
+        #[command(flatten)]
+        deploy: DeployArgs,
+    },
+    /// Large transfers: --bytes in one direction at a time (upload: the
+    /// caller streams them to the upstream, which answers with the count;
+    /// download: the upstream streams them), as HTTP/2 bodies over each
+    /// path (direct, tunnel, egress) in alternating rounds, beside the
+    /// same bytes on raw QUIC streams (ceiling). --streams N splits the
+    /// bytes over N concurrent transfers. Every byte is counted at both
+    /// ends. Reports MiB/s and Gbit/s, time to first byte, CPU µs per MiB
+    /// and RSS per process, and ratios to direct and to the ceiling.
+    Bulk {
+        /// Paths to measure (comma-separated; default
+        /// direct,tunnel,egress,ceiling, and with --target tunnel, plus
+        /// direct with --direct); ratios are to `direct`, and to `ceiling`
+        /// (raw QUIC streams) when it is measured, per direction.
+        #[arg(long, value_delimiter = ',')]
+        paths: Vec<Path>,
+        /// Directions, each measured separately (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "upload,download")]
+        direction: Vec<Direction>,
+        /// Bytes per measurement (one direction, one path, one round), all
+        /// streams together: a whole number with an optional unit, KiB,
+        /// MiB, GiB (binary; also K, M, G) or KB, MB, GB (decimal).
+        #[arg(long, default_value = "1GiB", value_name = "SIZE")]
+        bytes: ByteSize,
+        /// Concurrent transfers per measurement, each moving --bytes / N
+        /// (spread over up to 4 HTTP/2 connections; one QUIC connection
+        /// for the ceiling).
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Seconds a measurement may take at most (fractions allowed): a
+        /// transfer unfinished by then fails the run, saying how far it
+        /// got. Also bounds connecting each path.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Rounds: each measures every direction and path once,
+        /// alternating, so drift on a shared machine hits all alike.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Audit durability at both ends where bench writes the
+        /// configuration: one record per transfer, so it shows in the time
+        /// to first byte (always: an fsync before the request moves on).
+        #[arg(long, default_value = "always")]
+        audit: Audit,
+        #[command(flatten)]
+        deploy: DeployArgs,
+    },
     /// Serves the example upstream (gRPC Echo and HTTP on one port) until
     /// SIGINT or SIGTERM: the process deployment runs this as its
     /// upstream; it also serves behind a real tunnel client.
@@ -165,6 +262,73 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| anyhow::anyhow!("--{name} must be a positive number of seconds"))
+}
+
+/// The `tunnels` scenario's light load: `rate` calls/s for `secs` on the
+/// tunnel path, or none at rate 0.
+fn light_load(rate: f64, secs: f64, progress: bool) -> anyhow::Result<Option<OpenLoop>> {
+    anyhow::ensure!(
+        rate.is_finite() && rate >= 0.0,
+        "--load-rate must be a number of calls per second, 0 for none"
+    );
+    if rate == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(OpenLoop {
+        rate,
+        duration: seconds("load-duration", secs)?,
+        max_in_flight: 256,
+        size: 100,
+        max_calls: 5_000_000,
+        call_timeout: Duration::from_secs(10),
+        progress,
+    }))
+}
+
+/// Prints the `tunnels` report (and writes it with `--report DIR`); fails
+/// after printing when the run was not clean.
+fn tunnels_output(
+    output: &Output,
+    report: &crate::tunnels_report::TunnelsReport,
+    provenance: &Provenance,
+) -> anyhow::Result<()> {
+    if output.json {
+        println!("{}", report.json()?);
+    } else {
+        print!("{}", crate::tunnels_table::table(report));
+    }
+    if let Some(dir) = &output.report {
+        let markdown = report.write_dir(dir, provenance)?;
+        if !output.quiet {
+            eprintln!("report written to {}", markdown.display());
+        }
+    }
+    anyhow::ensure!(
+        report.clean(),
+        "the run did not reach its target: {}",
+        report.report.warnings.join("; ")
+    );
+    Ok(())
+}
+
+/// Prints the `bulk` report (and writes it with `--report DIR`).
+fn bulk_output(
+    output: &Output,
+    report: &crate::bulk_report::BulkReport,
+    provenance: &Provenance,
+) -> anyhow::Result<()> {
+    if output.json {
+        println!("{}", report.json()?);
+    } else {
+        print!("{}", report.table());
+    }
+    if let Some(dir) = &output.report {
+        let markdown = crate::bulk_report_dir::write(dir, report, provenance)?;
+        if !output.quiet {
+            eprintln!("report written to {}", markdown.display());
+        }
+    }
+    Ok(())
 }
 
 fn closed(concurrency: usize, c: &Common, progress: bool) -> anyhow::Result<ClosedLoop> {
@@ -245,6 +409,57 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Upstream { listen, ready_file } => {
             return crate::upstream::serve(*listen, ready_file.as_deref()).await;
+        }
+        Command::Bulk {
+            paths,
+            direction,
+            bytes,
+            streams,
+            duration,
+            rounds,
+            audit,
+            deploy,
+        } => {
+            let report = scenario_bulk::run(&BulkConfig {
+                paths: paths.clone(),
+                directions: direction.clone(),
+                rounds: *rounds,
+                load: BulkLoad {
+                    bytes: bytes.0,
+                    streams: *streams,
+                    duration: seconds("duration", *duration)?,
+                    progress,
+                },
+                audit: *audit,
+                deployment: deploy.spec()?,
+            })
+            .await?;
+            return bulk_output(&cli.output, &report, &provenance);
+        }
+        Command::Tunnels {
+            tunnels,
+            concurrency,
+            endpoints,
+            timeout,
+            idle,
+            load_rate,
+            load_duration,
+            duration,
+            deploy,
+        } => {
+            let cfg = TunnelsConfig {
+                tunnels: *tunnels,
+                concurrency: *concurrency,
+                endpoints: *endpoints,
+                timeout: seconds("timeout", *timeout)?,
+                idle: seconds("idle", *idle)?,
+                load: light_load(*load_rate, *load_duration, progress)?,
+                cap: seconds("duration", *duration)?,
+                progress,
+                deployment: deploy.spec()?,
+            };
+            let report = scenario_tunnels::run(&cfg).await?;
+            return tunnels_output(&cli.output, &report, &provenance);
         }
     };
     if cli.output.json {

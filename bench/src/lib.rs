@@ -19,6 +19,17 @@
 //!   from each call's intended start (coordinated-omission correction).
 //! - [`scenario_audit`]: unary over the tunnel, once per audit durability
 //!   mode.
+//! - [`scenario_bulk`]: large transfers each way, one stream or many:
+//!   [`bulk_caller`]s move HTTP/2 bodies ([`bulk_http`]) or raw QUIC
+//!   streams for the ceiling ([`bulk_quic`]), sized by [`byte_size`],
+//!   with a [`bulk_progress`] line; figures in [`bulk_report`], written
+//!   with `--report` by [`bulk_report_dir`].
+//! - [`scenario_tunnels`]: many emulated tunnels registered at one edge
+//!   ([`fleet`] of [`registration`]s with identities from
+//!   [`tunnel_identities`]) beside a bare handshake [`handshake_ceiling`]:
+//!   handshakes per second, memory and idle CPU per tunnel; its document is
+//!   [`tunnels_report`], its table [`tunnels_table`]; [`nofile`] checks
+//!   `ulimit -n` first, [`udp_drops`] reads the sockets' dropped datagrams.
 //! - [`deployment`]: where the components run, behind one interface:
 //!   [`processes`] (children started from [`child`]), in process, or a
 //!   [`target`] edge; [`upstream`] is the `bench upstream` subcommand.
@@ -35,6 +46,13 @@
 //!   (`report.md`, with the machine from [`provenance`]), the JSON, and
 //!   [`charts`] drawn by the hand-written [`svg`] line chart.
 
+pub mod bulk_caller;
+pub mod bulk_http;
+pub mod bulk_progress;
+pub mod bulk_quic;
+pub mod bulk_report;
+pub mod bulk_report_dir;
+pub mod byte_size;
 pub mod charts;
 pub mod child;
 pub mod cli;
@@ -42,21 +60,31 @@ pub mod deploy_args;
 pub mod deployment;
 #[cfg(test)]
 mod fixtures;
+pub mod fleet;
+pub mod handshake_ceiling;
 pub mod markdown;
 pub mod measurement;
+pub mod nofile;
 pub mod paths;
 pub mod per_process;
 pub mod processes;
 pub mod procfs;
 pub mod progress;
 pub mod provenance;
+pub mod registration;
 pub mod report;
 pub mod report_dir;
 pub mod scenario_audit;
+pub mod scenario_bulk;
 pub mod scenario_rate;
+pub mod scenario_tunnels;
 pub mod scenario_unary;
 pub mod svg;
 pub mod target;
 pub mod timeline;
+pub mod tunnel_identities;
+pub mod tunnels_report;
+pub mod tunnels_table;
+pub mod udp_drops;
 pub mod upstream;
 pub mod usage;

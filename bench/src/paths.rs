@@ -142,10 +142,11 @@ impl std::ops::Deref for Callers {
     }
 }
 
-/// A bare QUIC endpoint echoing every bidirectional stream, and the client
-/// endpoint connected to it.
+/// A bare QUIC endpoint answering every bidirectional stream (as its
+/// [`EchoMode`] says), and the client endpoint connected to it; dropping it
+/// closes both and stops the echo.
 #[derive(Debug)]
-struct StreamEcho {
+pub struct StreamEcho {
     server: quinn::Endpoint,
     client: quinn::Endpoint,
     task: JoinHandle<()>,
@@ -159,12 +160,28 @@ impl Drop for StreamEcho {
     }
 }
 
+/// What the `ceiling` echo does with each stream: the scenarios differ in
+/// what a call is, so each starts an echo of its own kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoMode {
+    /// Reads the stream to its end and writes the bytes back (`unary`,
+    /// `rate`: one small call per stream).
+    Echo,
+    /// Answers the upload and download requests of the `bulk` scenario
+    /// ([`bulk_quic`](crate::bulk_quic)): gigabytes per stream, counted,
+    /// never held in memory.
+    Bulk,
+}
+
 /// Starts the `ceiling` echo on loopback and connects one QUIC connection
 /// to it, both ends configured as Tether's: the server presents the
 /// deployment's edge certificate and admits only `tunnel` identities, the
 /// client presents a tunnel certificate and admits only `edge`
 /// identities, ALPN [`ALPN`], transport from [`Limits::default`].
-async fn ceiling(keys: CeilingKeys) -> anyhow::Result<(quinn::Connection, StreamEcho)> {
+pub async fn ceiling(
+    keys: CeilingKeys,
+    mode: EchoMode,
+) -> anyhow::Result<(quinn::Connection, StreamEcho)> {
     let limits = Limits::default();
     let rule = |kind| IdentityRule {
         trust_domain: keys.trust_domain.clone(),
@@ -188,7 +205,7 @@ async fn ceiling(keys: CeilingKeys) -> anyhow::Result<(quinn::Connection, Stream
 
     // Aborted when the echo is dropped; each connection and stream task
     // ends with its connection.
-    let task = tokio::spawn(accept_loop(server.clone()));
+    let task = tokio::spawn(accept_loop(server.clone(), mode));
     let echo = StreamEcho {
         server,
         client: client.clone(),
@@ -201,12 +218,15 @@ async fn ceiling(keys: CeilingKeys) -> anyhow::Result<(quinn::Connection, Stream
     Ok((conn, echo))
 }
 
-async fn accept_loop(server: quinn::Endpoint) {
+async fn accept_loop(server: quinn::Endpoint, mode: EchoMode) {
     while let Some(incoming) = server.accept().await {
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
             while let Ok((send, recv)) = conn.accept_bi().await {
-                tokio::spawn(echo_stream(send, recv));
+                match mode {
+                    EchoMode::Echo => tokio::spawn(echo_stream(send, recv)),
+                    EchoMode::Bulk => tokio::spawn(crate::bulk_quic::serve(send, recv)),
+                };
             }
         });
     }
@@ -243,7 +263,7 @@ pub async fn connect(
     concurrency: usize,
 ) -> anyhow::Result<Callers> {
     if path == Path::Ceiling {
-        let (conn, echo) = ceiling(deployment.ceiling()?).await?;
+        let (conn, echo) = ceiling(deployment.ceiling()?, EchoMode::Echo).await?;
         let mut caller = Caller::Quic(conn);
         caller
             .call(Vec::new())
