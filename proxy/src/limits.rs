@@ -81,8 +81,17 @@ impl Limits {
 
     /// The QUIC transport settings these limits imply.
     pub fn transport_config(&self) -> Arc<quinn::TransportConfig> {
+        self.transport_config_for(self.max_streams)
+    }
+
+    /// [`Limits::transport_config`] letting the peer open `peer_streams`
+    /// streams at once instead of `max_streams`. quinn sizes two tables per
+    /// connection by this number up front (~84 bytes per stream allowed,
+    /// ~340 KiB at 4096), so an edge holding thousands of tunnels allows
+    /// each only the streams it needs (see `[tunnels] max_egress_streams`).
+    pub fn transport_config_for(&self, peer_streams: u32) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
-        t.max_concurrent_bidi_streams(self.max_streams.into());
+        t.max_concurrent_bidi_streams(peer_streams.into());
         // Unidirectional streams are not part of the protocol.
         t.max_concurrent_uni_streams(0u32.into());
         t.stream_receive_window(self.stream_window.into());

@@ -235,6 +235,7 @@ impl Topology {
             trust: pki.roots()?,
             tunnel_listen: "127.0.0.1:0".parse()?,
             known_tunnels: opts.known_tunnels.clone(),
+            max_egress_streams: tunnel_server::config::DEFAULT_MAX_EGRESS_STREAMS,
             domain: DOMAIN.into(),
             ingress_listen: Some("127.0.0.1:0".parse()?),
             plaintext: Some(("127.0.0.1:0".parse()?, SpiffeId::parse(DEV_CALLER)?)),

@@ -156,7 +156,11 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls)
         .map_err(|e| proxy::tls::TlsError::Config(e.to_string()))?;
     let mut quic_cfg = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
-    quic_cfg.transport_config(config.limits.transport_config());
+    quic_cfg.transport_config(
+        config
+            .limits
+            .transport_config_for(config.max_egress_streams),
+    );
     let tcp_tls = if config.tcp_ingress.is_empty() {
         None
     } else {

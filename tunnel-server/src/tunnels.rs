@@ -140,7 +140,7 @@ async fn register(
         limits: PeerLimits {
             max_header_bytes: u32::try_from(limits.wire.max_header_bytes).unwrap_or(u32::MAX),
             max_data_frame: u32::try_from(limits.wire.max_data_frame).unwrap_or(u32::MAX),
-            max_streams: limits.max_streams,
+            max_streams: shared.config.max_egress_streams,
         },
     });
     let mut buf = BytesMut::new();

@@ -53,6 +53,7 @@ trust_bundle = "missing.pem"
 
 [tunnels]
 listen = "not-an-address"
+max_egress_streams = 0
 
 [ingress]
 domain = "tunnel.local"
@@ -65,6 +66,7 @@ domain = "tunnel.local"
     for key in [
         "tls.trust_bundle",
         "tunnels.listen",
+        "tunnels.max_egress_streams",
         "ingress",
         "audit.path",
     ] {
