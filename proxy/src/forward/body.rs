@@ -92,8 +92,10 @@ impl BodyState {
             match self.reader.next_ready() {
                 None => break,
                 Some(Ok(Some(Frame::Data(more)))) if !self.after_trailers => {
+                    // Sized for what arrived, not for the cap: a body of
+                    // two small pieces should not cost a 64 KiB buffer.
                     let buf = joined.get_or_insert_with(|| {
-                        let mut b = BytesMut::with_capacity(JOIN_BYTES.max(first.len()));
+                        let mut b = BytesMut::with_capacity(first.len() + more.len());
                         b.extend_from_slice(&first);
                         b
                     });
