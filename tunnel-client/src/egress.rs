@@ -64,7 +64,9 @@ pub async fn serve(
                     .http2()
                     .max_header_list_size(limits.max_http_header_bytes)
                     .max_concurrent_streams(limits.max_streams);
-                let svc = service_fn(move |req| handle(req, workload.clone(), shared.clone()));
+                // Boxed: the handler's future is kilobytes and hyper moves
+                // it into a task per request; a box is moved once.
+                let svc = service_fn(move |req| Box::pin(handle(req, workload.clone(), shared.clone())));
                 // Upgrades: CONNECT hands the connection over to raw TCP.
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
                 tokio::select! {

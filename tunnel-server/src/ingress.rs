@@ -34,7 +34,10 @@ where
         .max_concurrent_streams(limits.max_streams)
         .initial_stream_window_size(limits.stream_window)
         .initial_connection_window_size(limits.connection_window);
-    let svc = service_fn(move |req| crate::call::handle(req, caller.clone(), shared.clone()));
+    // Boxed: hyper moves each request's future into a task of its own, and
+    // the handler's future is kilobytes; a box is moved once.
+    let svc =
+        service_fn(move |req| Box::pin(crate::call::handle(req, caller.clone(), shared.clone())));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::select! {
         r = conn => if let Err(e) = r { debug!(error = %e, "caller connection ended with error") },

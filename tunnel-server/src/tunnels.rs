@@ -209,10 +209,12 @@ async fn serve_registered(
                         tunnel: identity.clone(),
                     };
                     // Ends with the stream; the connection closing resets it.
-                    tokio::spawn(
-                        async move { proxy::forward::accept::serve_stream(send, recv, &egress).await }
-                            .in_current_span(),
-                    );
+                    // Boxed: the handler's future is kilobytes, and a
+                    // spawned future is moved by value several times.
+                    let handler = async move {
+                        proxy::forward::accept::serve_stream(send, recv, &egress).await
+                    };
+                    tokio::spawn(Box::pin(handler.in_current_span()));
                 }
                 Err(_) => return,
             },
