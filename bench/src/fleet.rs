@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
+use proxy::Limits;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -117,7 +118,11 @@ impl Fleet {
 pub fn endpoints(count: usize) -> anyhow::Result<Vec<quinn::Endpoint>> {
     let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     (0..count.max(1))
-        .map(|_| quinn::Endpoint::client(any).context("binding a QUIC client endpoint"))
+        .map(|_| {
+            // The same socket buffers as the real tunnel client's.
+            proxy::udp::endpoint(any, Limits::default().udp_buffer_bytes as usize, None)
+                .context("binding a QUIC client endpoint")
+        })
         .collect()
 }
 

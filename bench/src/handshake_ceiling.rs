@@ -20,6 +20,7 @@ use proxy::tls::server_config;
 use proxy::wire::ALPN;
 use proxy::Limits;
 use tokio::task::JoinHandle;
+use tunnel_server::config::DEFAULT_MAX_EGRESS_STREAMS;
 
 use crate::deployment::CeilingKeys;
 
@@ -43,10 +44,14 @@ impl HandshakeServer {
         let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(
             quinn::crypto::rustls::QuicServerConfig::try_from(tls)?,
         ));
-        cfg.transport_config(Limits::default().transport_config());
+        // The edge's transport and socket: the streams a tunnel may open
+        // (`[tunnels] max_egress_streams`, which sizes quinn's
+        // per-connection state) and the UDP buffers.
+        let limits = Limits::default();
+        cfg.transport_config(limits.transport_config_for(DEFAULT_MAX_EGRESS_STREAMS));
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let endpoint =
-            quinn::Endpoint::server(cfg, loopback).context("binding the handshake ceiling")?;
+        let endpoint = proxy::udp::endpoint(loopback, limits.udp_buffer_bytes as usize, Some(cfg))
+            .context("binding the handshake ceiling")?;
         let addr = endpoint.local_addr()?;
         // Aborted on drop; each connection task ends with its connection,
         // and closing the endpoint closes them all.

@@ -193,7 +193,9 @@ pub async fn ceiling(
     ));
     server_cfg.transport_config(limits.transport_config());
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let server = quinn::Endpoint::server(server_cfg, loopback).context("binding the echo")?;
+    let buffers = limits.udp_buffer_bytes as usize;
+    let server =
+        proxy::udp::endpoint(loopback, buffers, Some(server_cfg)).context("binding the echo")?;
     let addr = server.local_addr()?;
 
     let tls = client_config(&keys.tunnel, keys.roots, rule("edge"), &[ALPN])?;
@@ -201,7 +203,7 @@ pub async fn ceiling(
         quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
     ));
     client_cfg.transport_config(limits.transport_config());
-    let client = quinn::Endpoint::client(loopback).context("binding the client")?;
+    let client = proxy::udp::endpoint(loopback, buffers, None).context("binding the client")?;
 
     // Aborted when the echo is dropped; each connection and stream task
     // ends with its connection.

@@ -79,6 +79,8 @@ pub struct RawLimits {
     pub keepalive_ms: Option<u64>,
     /// See [`Limits::max_http_header_bytes`].
     pub max_http_header_bytes: Option<u32>,
+    /// See [`Limits::udp_buffer_bytes`].
+    pub udp_buffer_bytes: Option<u32>,
 }
 
 impl RawLimits {
@@ -103,6 +105,7 @@ impl RawLimits {
             max_http_header_bytes: self
                 .max_http_header_bytes
                 .unwrap_or(d.max_http_header_bytes),
+            udp_buffer_bytes: self.udp_buffer_bytes.unwrap_or(d.udp_buffer_bytes),
         };
         if let Err(e) = limits.validate() {
             errors.push("limits", e);

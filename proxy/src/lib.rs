@@ -19,6 +19,7 @@ pub mod policy;
 pub mod ready;
 pub mod telemetry;
 pub mod tls;
+pub mod udp;
 pub mod upstream;
 pub mod wire;
 

@@ -39,6 +39,10 @@ pub struct Limits {
     /// Largest HTTP request or response head accepted from callers and
     /// services (HTTP/1 buffer, HTTP/2 header list).
     pub max_http_header_bytes: u32,
+    /// Receive and send buffer asked for the QUIC UDP socket. 4 MiB holds
+    /// a burst of handshakes and a few round trips of bulk data; the
+    /// kernel caps it at `net.core.rmem_max`/`wmem_max`.
+    pub udp_buffer_bytes: u32,
 }
 
 impl Default for Limits {
@@ -54,6 +58,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(10),
             max_http_header_bytes: 64 * 1024,
+            udp_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -69,6 +74,9 @@ impl Limits {
         }
         if self.keepalive >= self.idle_timeout {
             return Err("keepalive must be shorter than idle_timeout".into());
+        }
+        if self.udp_buffer_bytes < 64 * 1024 {
+            return Err("udp_buffer_bytes must be at least 65536".into());
         }
         if self.max_streams == 0 {
             return Err("max_streams must be at least 1".into());

@@ -171,7 +171,8 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
             .parse()
             .map_err(|_| BuildError::Bind(std::io::Error::other("bad bind")))?
     };
-    let endpoint = quinn::Endpoint::client(bind).map_err(BuildError::Bind)?;
+    let endpoint = proxy::udp::endpoint(bind, config.limits.udp_buffer_bytes as usize, None)
+        .map_err(BuildError::Bind)?;
     let upstreams = proxy::upstream::build(&config.services, &config.limits)?;
     let admin = match config.admin_listen {
         Some(addr) => {

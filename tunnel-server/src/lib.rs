@@ -187,8 +187,12 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         None => None,
     };
 
-    let endpoint = quinn::Endpoint::server(quic_cfg, config.tunnel_listen)
-        .map_err(bind_err(config.tunnel_listen))?;
+    let endpoint = proxy::udp::endpoint(
+        config.tunnel_listen,
+        config.limits.udp_buffer_bytes as usize,
+        Some(quic_cfg),
+    )
+    .map_err(bind_err(config.tunnel_listen))?;
     let tunnel_addr = endpoint
         .local_addr()
         .map_err(bind_err(config.tunnel_listen))?;
