@@ -74,20 +74,50 @@ pub async fn write_frame(
     Ok(())
 }
 
-async fn send_data(
-    send: &mut SendStream,
-    mut data: Bytes,
+/// What one body frame became on the wire.
+enum Encoded {
+    /// DATA frames carrying this many body bytes.
+    Data(u64),
+    /// A TRAILERS frame: the body ends here.
+    Trailers,
+    /// Nothing: a frame kind the protocol does not carry.
+    Nothing,
+}
+
+/// Appends the wire form of one body frame to `out`: DATA frames of at
+/// most `max_data_frame` whose payloads are slices of the frame's bytes
+/// (uncopied), or one TRAILERS frame. `Err` says why it cannot be carried
+/// (trailers over `max_header_bytes`). Shared by [`send_head`] and
+/// [`pump_body`], so both put a body on the wire the same way.
+fn encode_body_frame(
+    frame: http_body::Frame<Bytes>,
     limits: &WireLimits,
-) -> Result<(), SendFail> {
-    while !data.is_empty() {
-        let piece = data.split_to(data.len().min(limits.max_data_frame));
-        let mut head = BytesMut::with_capacity(9);
-        encode_data_header(piece.len(), limits, &mut head)
-            .map_err(|e| SendFail::Lost(e.to_string()))?;
-        let mut chunks = [head.freeze(), piece];
-        send.write_all_chunks(&mut chunks).await?;
+    out: &mut Vec<Bytes>,
+) -> Result<Encoded, String> {
+    match frame.into_data() {
+        Ok(mut data) => {
+            let n = data.len() as u64;
+            while !data.is_empty() {
+                let piece = data.split_to(data.len().min(limits.max_data_frame));
+                let mut header = BytesMut::with_capacity(9);
+                encode_data_header(piece.len(), limits, &mut header)
+                    .map_err(|e| format!("cannot frame body data: {e}"))?;
+                out.push(header.freeze());
+                out.push(piece);
+            }
+            Ok(Encoded::Data(n))
+        }
+        Err(frame) => match frame.into_trailers() {
+            Ok(trailers) => {
+                let mut buf = BytesMut::new();
+                encode(&Frame::Trailers(trailers), limits, &mut buf)
+                    .map_err(|e| format!("trailers too large to forward: {e}"))?;
+                out.push(buf.freeze());
+                Ok(Encoded::Trailers)
+            }
+            Err(_) => Ok(Encoded::Nothing),
+        },
     }
-    Ok(())
 }
 
 /// Most body bytes [`send_head`] takes along with the head: enough for any
@@ -140,37 +170,16 @@ where
                 failed = Some((e.to_string(), reset_code_for(e.as_ref(), source_failed)));
                 break;
             }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(mut data) => {
-                    bytes += data.len() as u64;
-                    while !data.is_empty() {
-                        let piece = data.split_to(data.len().min(limits.max_data_frame));
-                        let mut header = BytesMut::with_capacity(9);
-                        encode_data_header(piece.len(), limits, &mut header)?;
-                        chunks.push(header.freeze());
-                        chunks.push(piece);
-                    }
+            Some(Ok(frame)) => match encode_body_frame(frame, limits, &mut chunks) {
+                Ok(Encoded::Data(n)) => {
+                    bytes += n;
                     ended = body.is_end_stream();
                 }
-                Err(frame) => {
-                    // Unknown frame kinds carry nothing we can forward.
-                    if let Ok(trailers) = frame.into_trailers() {
-                        let mut buf = BytesMut::new();
-                        match encode(&Frame::Trailers(trailers), limits, &mut buf) {
-                            Ok(()) => {
-                                chunks.push(buf.freeze());
-                                // Trailers end a body.
-                                ended = true;
-                            }
-                            Err(e) => {
-                                failed = Some((
-                                    format!("trailers too large to forward: {e}"),
-                                    crate::wire::codes::stream::INTERNAL,
-                                ));
-                                break;
-                            }
-                        }
-                    }
+                Ok(Encoded::Trailers) => ended = true,
+                Ok(Encoded::Nothing) => {}
+                Err(error) => {
+                    failed = Some((error, crate::wire::codes::stream::INTERNAL));
+                    break;
                 }
             },
         }
@@ -283,33 +292,26 @@ where
                     bytes,
                 };
             }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
-                    let n = data.len() as u64;
-                    let r = send_data(&mut guard.send, data, limits).await;
-                    bytes += n;
-                    r
-                }
-                Err(frame) => match frame.into_trailers() {
-                    Ok(trailers) => {
-                        let mut buf = BytesMut::new();
-                        match encode(&Frame::Trailers(trailers), limits, &mut buf) {
-                            Ok(()) => guard.send.write_all(&buf).await.map_err(SendFail::from),
-                            Err(e) => {
-                                let code = crate::wire::codes::stream::INTERNAL;
-                                guard.reset(code);
-                                return PumpOutcome::SourceFailed {
-                                    error: format!("trailers too large to forward: {e}"),
-                                    code,
-                                    bytes,
-                                };
-                            }
+            Some(Ok(frame)) => {
+                let mut chunks = Vec::with_capacity(2);
+                match encode_body_frame(frame, limits, &mut chunks) {
+                    Ok(encoded) => {
+                        if let Encoded::Data(n) = encoded {
+                            bytes += n;
                         }
+                        guard
+                            .send
+                            .write_all_chunks(&mut chunks)
+                            .await
+                            .map_err(SendFail::from)
                     }
-                    // Unknown frame kinds carry nothing we can forward.
-                    Err(_) => Ok(()),
-                },
-            },
+                    Err(error) => {
+                        let code = crate::wire::codes::stream::INTERNAL;
+                        guard.reset(code);
+                        return PumpOutcome::SourceFailed { error, code, bytes };
+                    }
+                }
+            }
         };
         match result {
             Ok(()) => {}
