@@ -153,30 +153,42 @@ where
             let body = body.map_err(BoxError::from).boxed_unsync();
             Ok(response_for_frame(*resp, body))
         }
-        Ok(Some(Frame::Refuse(r))) => {
-            Err(CallError::from_refuse(r, target.peer, target.service).into())
-        }
+        other => Err(head_failure(other, &mut reader, &target, "a response")),
+    }
+}
+
+/// Why a stream did not start: any answer other than RESPONSE where one
+/// was awaited (`awaited` names it, for messages). A REFUSE becomes the far
+/// end's refusal; another frame is a protocol violation, stopped with
+/// PROTOCOL (docs/protocol.md) rather than the NO_ERROR of a plain drop; a
+/// reset passes on; a malformed or oversized frame is stopped with the code
+/// that tells the far end why.
+fn head_failure(
+    head: Result<Option<Frame>, StreamError>,
+    reader: &mut FrameReader,
+    target: &Target<'_>,
+    awaited: &str,
+) -> OpenFailure {
+    match head {
+        Ok(Some(Frame::Refuse(r))) => CallError::from_refuse(r, target.peer, target.service).into(),
         Ok(Some(other)) => {
-            // A protocol violation on a data stream: stop it with PROTOCOL
-            // (docs/protocol.md) rather than the NO_ERROR of a plain drop.
             reader.stop(codes::stream::PROTOCOL);
-            Err(CallError::TunnelFailure {
-                reason: format!("the far end sent {} before a response", other.frame_type()),
+            CallError::TunnelFailure {
+                reason: format!("the far end sent {} before {awaited}", other.frame_type()),
             }
-            .into())
+            .into()
         }
-        Ok(None) => Err(CallError::TunnelFailure {
-            reason: "tunnel stream closed before a response".into(),
+        Ok(None) => CallError::TunnelFailure {
+            reason: format!("tunnel stream closed before {awaited}"),
         }
-        .into()),
-        Err(e @ StreamError::Reset { .. }) => Err(OpenFailure::Reset(e)),
+        .into(),
+        Err(e @ StreamError::Reset { .. }) => OpenFailure::Reset(e),
         Err(e) => {
-            // Malformed or oversized frame: tell the far end why (PROTOCOL).
             reader.stop(e.code_for_peer());
-            Err(CallError::TunnelFailure {
+            CallError::TunnelFailure {
                 reason: e.to_string(),
             }
-            .into())
+            .into()
         }
     }
 }
@@ -314,27 +326,11 @@ pub async fn open_tcp(
     };
     match head {
         Ok(Some(Frame::Response(_))) => Ok((reader, send)),
-        Ok(Some(Frame::Refuse(r))) => {
-            Err(CallError::from_refuse(r, target.peer, target.service).into())
-        }
-        Ok(Some(other)) => {
-            reader.stop(codes::stream::PROTOCOL);
-            Err(CallError::TunnelFailure {
-                reason: format!("the far end sent {} before accepting", other.frame_type()),
-            }
-            .into())
-        }
-        Ok(None) => Err(CallError::TunnelFailure {
-            reason: "tunnel stream closed before the connection was accepted".into(),
-        }
-        .into()),
-        Err(e @ StreamError::Reset { .. }) => Err(OpenFailure::Reset(e)),
-        Err(e) => {
-            reader.stop(e.code_for_peer());
-            Err(CallError::TunnelFailure {
-                reason: e.to_string(),
-            }
-            .into())
-        }
+        other => Err(head_failure(
+            other,
+            &mut reader,
+            &target,
+            "the connection was accepted",
+        )),
     }
 }
