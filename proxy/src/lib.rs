@@ -1,5 +1,7 @@
 //! Everything both ends of a Tether tunnel share.
 //!
+//! - [`admission`]: the one path every stream takes before a byte is
+//!   forwarded: decided, audited, admitted or refused.
 //! - [`wire`]: the sans-IO protocol codec (frames, limits, error codes).
 //! - [`identity`]: SPIFFE IDs and how they are read from certificates.
 //! - [`tls`]: rustls configurations and the verifiers that enforce identity.
@@ -9,6 +11,7 @@
 //! - [`ready`]: the `--ready-file` report of bound addresses.
 
 pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod forward;

@@ -63,7 +63,23 @@ impl Default for Limits {
     }
 }
 
+/// How much larger than `max_http_header_bytes` a head the HTTP parsers
+/// accept. Heads between the limit and this ceiling reach the admission
+/// path, which refuses them with 431, a `tether-error` and an audit record;
+/// only heads beyond it are cut off by the parser itself (HTTP/1.1: a bare
+/// 431; HTTP/2: a bare 431 and REFUSED_STREAM). Four times bounds the
+/// memory a hostile head can take while leaving room for honest mistakes.
+pub const HEADER_PARSER_FACTOR: u32 = 4;
+
 impl Limits {
+    /// The head size given to the HTTP/1.1 and HTTP/2 parsers of the
+    /// listeners (see [`HEADER_PARSER_FACTOR`]).
+    pub fn http_parser_header_bytes(&self) -> u32 {
+        self.max_http_header_bytes
+            .saturating_mul(HEADER_PARSER_FACTOR)
+            .max(8192)
+    }
+
     /// Checks relations between limits that single values cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if u64::from(self.connection_window) < 4 * u64::from(self.stream_window) {

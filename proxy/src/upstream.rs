@@ -2,6 +2,7 @@
 //! services (ingress) and an edge's named upstreams (egress) — with the
 //! configuration that names them and a pooled HTTP client for each.
 
+use crate::admission::Admitted;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -209,10 +210,12 @@ impl Upstream {
     }
 
     /// Sends a request and waits for the response head. `None` for a TCP
-    /// service, which takes no HTTP request.
+    /// service, which takes no HTTP request. Only an admitted stream may
+    /// send (`_admitted` is the proof, borrowed for the call).
     pub async fn send(
         &self,
         req: Request<TunnelBody>,
+        _admitted: &Admitted,
     ) -> Option<Result<Response<Incoming>, hyper_util::client::legacy::Error>> {
         Some(match &self.sender {
             Sender::Plain(c) => c.request(req).await,
@@ -225,6 +228,7 @@ impl Upstream {
     pub async fn connect_tcp(
         &self,
         timeout: std::time::Duration,
+        _admitted: &Admitted,
     ) -> std::io::Result<tokio::net::TcpStream> {
         let Sender::Tcp(addr) = &self.sender else {
             return Err(std::io::Error::other("not a TCP service"));

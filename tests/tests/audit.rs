@@ -164,7 +164,7 @@ async fn mixed_run_has_one_open_and_one_close_per_stream_at_each_end() {
     };
     let (o, c) = find(&edge, "/tether.echo.v1.Echo/Unary");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("allow"), Some("dev-all"))
     );
     assert_eq!(o.tunnel, "spiffe://tether.local/tunnel/demo");
@@ -172,18 +172,18 @@ async fn mixed_run_has_one_open_and_one_close_per_stream_at_each_end() {
     assert!(c.bytes_in.unwrap() > 0 && c.bytes_out.unwrap() > 0);
     let (o, c) = find(&edge, "/admin");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("deny"), Some("no-admin"))
     );
     assert_eq!(c.http_status, Some(403));
     let (o, _) = find(&edge, "/x/../admin");
     assert_eq!(
-        (o.decision.as_deref(), o.reason.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.reason.as_deref()),
         (Some("refuse"), Some("bad-request"))
     );
     let (o, _) = find(&client, "/tether.echo.v1.Echo/Bidi");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("deny"), Some("no-bidi"))
     );
     assert_eq!(o.side, "client");

@@ -780,7 +780,7 @@ async fn denied_by_the_edge_egress_policy() {
     ] {
         let (o, c) = stream_for(&topo.edge_audit, path);
         assert_eq!(
-            (o.decision.as_deref(), o.rule.as_deref()),
+            (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
             (Some("deny"), Some(rule))
         );
         assert_eq!(
@@ -794,7 +794,7 @@ async fn denied_by_the_edge_egress_policy() {
         }
         let (co, cc) = stream_for(&topo.client_audit, path);
         assert_eq!(
-            (co.decision.as_deref(), co.rule.as_deref()),
+            (co.decision.map(|d| d.as_str()), co.rule.as_deref()),
             (Some("allow"), Some("client-app")),
             "the client allowed {path} itself"
         );
@@ -891,14 +891,14 @@ async fn denied_by_the_client_egress_policy() {
     assert_eq!(admin.len(), 2);
     for (o, c) in admin {
         assert_eq!(
-            (o.decision.as_deref(), o.rule.as_deref()),
+            (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
             (Some("deny"), Some("client-no-admin"))
         );
         assert_eq!(c.http_status, Some(403));
     }
     let (o, c) = stream_for(&topo.client_audit, "/tether.echo.v1.Echo/ClientStream");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("deny"), Some("client-no-client-stream"))
     );
     assert_eq!(c.grpc_status, Some(7));
@@ -953,13 +953,13 @@ services = ["cp-echo"]
     wait_audit(&topo.edge_audit_log, 4).await;
     let (o, c) = stream_for(&topo.edge_audit, "/hello");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("allow"), Some("app-web"))
     );
     assert_eq!(c.http_status, Some(200));
     let (o, c) = stream_for(&topo.edge_audit, "/tether.echo.v1.Echo/Unary");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("deny"), None)
     );
     assert_eq!(c.grpc_status, Some(7));
@@ -988,7 +988,7 @@ workloads = ["billing"]
     wait_audit(&client_log(&topo), 2).await;
     let (o, c) = stream_for(&topo.client_audit, "/hello");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("deny"), None)
     );
     assert_eq!(
@@ -1012,7 +1012,7 @@ workloads = ["billing"]
     wait_audit(&topo.edge_audit_log, 2).await;
     let (o, _) = stream_for(&topo.edge_audit, "/hello");
     assert_eq!(
-        (o.decision.as_deref(), o.rule.as_deref()),
+        (o.decision.map(|d| d.as_str()), o.rule.as_deref()),
         (Some("deny"), None)
     );
     assert_eq!(o.labels, None);
@@ -1125,7 +1125,7 @@ async fn unknown_upstreams_and_addresses_are_refused() {
         // The policy decides before the edge says whether an upstream exists
         // (so a denied tunnel cannot probe names): the open record carries
         // the policy's decision, the close record the unknown upstream.
-        assert_eq!(o.decision.as_deref(), Some("allow"), "{o:?}");
+        assert_eq!(o.decision.map(|d| d.as_str()), Some("allow"), "{o:?}");
         assert!(
             c.error
                 .as_deref()
@@ -1504,7 +1504,7 @@ paths = ["/secrets"]
     let expect = |m: &BTreeMap<u64, (AuditRecord, AuditRecord)>, path: &str, d: &str, r: &str| {
         let (o, _) = find(m, path);
         let got = (
-            o.decision.as_deref(),
+            o.decision.map(|d| d.as_str()),
             o.rule.as_deref().or(o.reason.as_deref()),
         );
         assert_eq!(got, (Some(d), Some(r)), "{path}: {o:?}");

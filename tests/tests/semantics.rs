@@ -832,7 +832,10 @@ async fn grpc_deadline_ends_the_call_and_cancels_the_service() {
         hang: true,
         ..Default::default()
     });
-    req.set_timeout(Duration::from_millis(200));
+    // Long enough for the request to reach the service on a loaded
+    // machine (two fsynced open records on the way); a deadline that
+    // expires before would leave nothing at the service to cancel.
+    req.set_timeout(Duration::from_secs(2));
     let status = within("the deadline", client.unary(req))
         .await
         .expect_err("a hanging call must fail at its deadline");

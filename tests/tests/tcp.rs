@@ -243,14 +243,17 @@ methods = ["CONNECT"]
         .filter(|r| r.caller.ends_with("/intruder"))
         .collect();
     assert_eq!(deny.len(), 2);
-    assert_eq!(deny[0].decision.as_deref(), Some("deny"));
+    assert_eq!(deny[0].decision.map(|d| d.as_str()), Some("deny"));
     let allow: Vec<_> = records
         .iter()
         .filter(|r| r.caller.ends_with("/dba"))
         .collect();
     assert_eq!(allow.len(), 2);
     assert_eq!(
-        (allow[0].decision.as_deref(), allow[0].rule.as_deref()),
+        (
+            allow[0].decision.map(|d| d.as_str()),
+            allow[0].rule.as_deref()
+        ),
         (Some("allow"), Some("dba-db"))
     );
     assert_eq!(allow[1].bytes_in, Some(8));

@@ -23,12 +23,13 @@ use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use proxy::audit::stream::StreamAudit;
-use proxy::audit::AuditEvent;
-use proxy::forward::head::{is_grpc, request_authority, request_id, trace_id};
-use proxy::forward::open::{grpc_timeout, open_call, open_tcp, respond, OpenFailure, Target};
+use proxy::admission::{validate, Admitted, Pending, PolicyOwner, Refusal, StreamFields};
+use proxy::audit::Direction;
+use proxy::forward::head::{is_grpc, request_id, trace_id};
+use proxy::forward::open::{answer, grpc_timeout, open_call, open_tcp, Unanswered, Via};
+use proxy::forward::tcp::Socket;
 use proxy::forward::{BoxError, CallError, HttpBody};
-use proxy::policy::{canonical_path, Permit, Subject};
+use proxy::policy::Subject;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
@@ -59,10 +60,10 @@ pub async fn serve(
             async move {
                 let limits = shared.config.limits;
                 let mut builder = auto::Builder::new(TokioExecutor::new());
-                builder.http1().max_buf_size(limits.max_http_header_bytes.max(8192) as usize);
+                builder.http1().max_buf_size(limits.http_parser_header_bytes() as usize);
                 builder
                     .http2()
-                    .max_header_list_size(limits.max_http_header_bytes)
+                    .max_header_list_size(limits.http_parser_header_bytes())
                     .max_concurrent_streams(limits.max_streams);
                 // Boxed: the handler's future is kilobytes and hyper moves
                 // it into a task per request; a box is moved once.
@@ -82,13 +83,10 @@ pub async fn serve(
 /// The upstream a request names: the host of its absolute-form target or
 /// of its Host/:authority, without port.
 fn upstream_name(parts: &http::request::Parts) -> Result<String, CallError> {
-    let authority = request_authority(parts).ok_or_else(|| CallError::BadRequest {
-        reason: "name an upstream: http://<upstream>/path (HTTP_PROXY) or Host: <upstream>".into(),
-    })?;
-    let host =
-        proxy::policy::canonical_authority(&authority).map_err(|e| CallError::BadRequest {
-            reason: format!("authority: {e}"),
-        })?;
+    let host = validate::authority(
+        parts,
+        "name an upstream: http://<upstream>/path (HTTP_PROXY) or Host: <upstream>",
+    )?;
     proxy::upstream::validate_name(&host).map_err(|e| CallError::BadRequest {
         reason: format!("'{host}' is not an upstream name ({e}); upstreams are names the edge defines, never addresses"),
     })?;
@@ -107,115 +105,93 @@ where
     let grpc = is_grpc(req.headers());
     let h2_caller = req.version() == http::Version::HTTP_2;
     let rid = request_id(req.headers());
-    let own = shared.config.identity.id.to_string();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let audit = StreamAudit::new(
-        shared.audit.clone(),
-        AuditEvent {
-            direction: "egress".into(),
-            stream_id: shared.next_stream.fetch_add(1, Ordering::Relaxed),
-            request_id: rid.clone(),
-            trace_id: trace_id(req.headers()),
-            caller: own.clone(),
+    let trace = trace_id(req.headers());
+    let stream_id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
+    let own = shared.config.identity.id.as_str();
+    let connect = req.method() == Method::CONNECT;
+    let target = if connect {
+        "/".to_string()
+    } else {
+        req.uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string()
+    };
+    let pending = Pending::new(
+        &shared.audit,
+        grpc && !connect,
+        StreamFields {
+            direction: Direction::Egress,
+            stream_id,
+            request_id: &rid,
+            trace_id: trace.as_deref(),
+            caller: own,
             tunnel: own,
-            method: req.method().to_string(),
-            path: target.chars().take(2048).collect(),
-            labels: workload
-                .as_deref()
-                .map(|w| [("workload".to_string(), w.to_string())].into()),
-            ..AuditEvent::default()
+            service: "",
+            method: req.method().as_str(),
+            path: &target,
+            workload: workload.as_deref(),
         },
     );
-    let mut audit = audit;
-    if req.method() == Method::CONNECT {
-        return connect(req, workload.as_deref(), shared, &rid, audit).await;
+    let span = tracing::debug_span!("egress", stream_id, request_id = %rid);
+    if connect {
+        return connect_tcp(req, workload.as_deref(), shared, pending)
+            .instrument(span)
+            .await;
     }
-    let result = forward(req, workload.as_deref(), &shared, &rid, &mut audit).await;
-    let result = result.map_err(|e| match e {
-        // The edge says "unknown service": for a workload that is an unknown upstream.
-        OpenFailure::Refused(CallError::UnknownService { service, .. }) => {
-            OpenFailure::Refused(CallError::UnknownUpstream { name: service })
-        }
-        other => other,
-    });
-    respond(result, audit, grpc, h2_caller).await
+    let result = forward(req, workload.as_deref(), &shared, pending, &target)
+        .instrument(span)
+        .await;
+    answer(result, grpc, h2_caller)
 }
 
-/// Decides and audits an egress call; `Ok` carries the permit and the live
-/// tunnel connection.
+/// The client's egress admission, shared by HTTP and CONNECT: the
+/// client's own egress policy decides (tunnel identity × workload ×
+/// upstream × method/path), then the live connection is taken.
 async fn admit(
-    parts: &http::request::Parts,
+    mut pending: Pending,
+    method: &str,
     name: &str,
     path: &str,
     grpc: bool,
     workload: Option<&str>,
     shared: &Shared,
-    audit: &mut StreamAudit,
-) -> Result<(Permit, quinn::Connection), OpenFailure> {
+) -> Result<(Admitted, quinn::Connection), Refusal> {
+    pending.set_service(name);
     let own = shared.config.identity.id.as_str();
-    let decision = proxy::policy::decide(
-        &shared.config.egress_policy.current(),
-        &Subject {
-            caller: own,
-            tunnel: own,
-            service: name,
-            method: parts.method.as_str(),
-            path,
-            grpc,
-            workload,
-        },
-    );
-    let permit = match Permit::from_decision(decision) {
-        Ok(p) => p,
-        Err(d) => {
-            let reason = match &d.rule {
-                Some(rule) => format!("this tunnel's egress rule '{rule}' denies this call"),
-                None => {
-                    "this tunnel's egress policy allows no such call (default deny)".to_string()
-                }
-            };
-            let err = CallError::Denied { reason };
-            let _ = audit
-                .open(d.label(), d.rule.as_deref(), Some(err.to_string()))
-                .await;
-            return Err(err.into());
-        }
+    let subject = Subject {
+        caller: own,
+        tunnel: own,
+        service: name,
+        method,
+        path,
+        grpc,
+        workload,
     };
-    // Durable before the first byte leaves, or nothing leaves.
-    audit
-        .open(
-            permit.decision().label(),
-            permit.decision().rule.as_deref(),
-            None,
+    let admitted = pending
+        .decide(
+            &shared.config.egress_policy,
+            &subject,
+            PolicyOwner::TunnelEgress,
         )
-        .await
-        .map_err(|e| CallError::Unavailable {
-            reason: format!(
-                "the tunnel's audit log cannot be written ({e}); refusing to forward unaudited"
-            ),
-        })?;
-    let Some(conn) = shared.connection() else {
-        return Err(CallError::TunnelOffline {
-            tunnel: shared.config.tunnel_name().to_string(),
+        .await?;
+    match shared.connection() {
+        Some(conn) => Ok((admitted, conn)),
+        None => {
+            let tunnel = shared.config.tunnel_name().to_string();
+            Err(admitted.refuse(CallError::TunnelOffline { tunnel }).await)
         }
-        .into());
-    };
-    Ok((permit, conn))
+    }
 }
 
 /// `CONNECT <upstream>:<port>`: a raw TCP connection to a named TCP
 /// upstream. 200 is answered once the edge has connected to it; the bytes
 /// then flow both ways, with half-close and reset carried through.
-async fn connect<B>(
+async fn connect_tcp<B>(
     mut req: Request<B>,
     workload: Option<&str>,
     shared: Arc<Shared>,
-    rid: &str,
-    mut audit: StreamAudit,
+    pending: Pending,
 ) -> Result<Response<HttpBody>, BoxError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -225,30 +201,23 @@ where
     let upgrade = hyper::upgrade::on(&mut req);
     let (parts, _body) = req.into_parts();
     let opened = async {
-        let name = upstream_name(&parts)?;
-        audit.base_mut().service = name.clone();
-        audit.base_mut().path = "/".into();
-        let (permit, conn) =
-            admit(&parts, &name, "/", false, workload, &shared, &mut audit).await?;
-        let target = Target {
-            service: &name,
-            caller: workload.unwrap_or(""),
-            request_id: rid,
+        let name = match upstream_name(&parts) {
+            Ok(n) => n,
+            Err(e) => return Err(Unanswered::Refused(pending.refuse(e).await)),
+        };
+        let (admitted, conn) = admit(pending, "CONNECT", &name, "/", false, workload, &shared)
+            .await
+            .map_err(Unanswered::Refused)?;
+        let via = Via {
             peer: "edge",
             deadline: None,
         };
-        open_tcp(&conn, target, &shared.config.limits, &permit).await
+        open_tcp(&conn, via, &shared.config.limits, admitted).await
     }
-    .await
-    .map_err(|e| match e {
-        OpenFailure::Refused(CallError::UnknownService { service, .. }) => {
-            OpenFailure::Refused(CallError::UnknownUpstream { name: service })
-        }
-        other => other,
-    });
-    let (reader, mut send) = match opened {
+    .await;
+    let (stream, mut admitted) = match opened {
         Ok(s) => s,
-        Err(e) => return respond(Err(e), audit, false, h2_caller).await,
+        Err(e) => return answer(Err(e), false, h2_caller),
     };
     let limits = shared.config.limits;
     // Owned by the upgraded connection: ends when both directions have.
@@ -257,28 +226,25 @@ where
             let io = match upgrade.await {
                 Ok(io) => io,
                 Err(e) => {
-                    send.reset(proxy::wire::codes::stream::CANCELLED);
-                    audit.ending_mut().error =
+                    // Dropping the stream resets it as cancelled.
+                    drop(stream);
+                    admitted.ending_mut().error =
                         Some(format!("the workload left before the tunnel was up: {e}"));
-                    audit.close().await;
+                    admitted.close().await;
                     return;
                 }
             };
-            let (to_stream, from_stream) = (Default::default(), Default::default());
-            audit.count_in(Arc::clone(&to_stream));
-            audit.count_out(Arc::clone(&from_stream));
             let outcome = proxy::forward::tcp::bridge(
                 TokioIo::new(io),
-                reader,
-                &mut send,
+                stream,
                 &limits.wire,
-                to_stream,
-                from_stream,
+                &mut admitted,
+                Socket::Caller,
             )
             .await;
-            audit.ending_mut().http_status = Some(200);
-            audit.ending_mut().error = outcome.error;
-            audit.close().await;
+            admitted.ending_mut().http_status = Some(200);
+            admitted.ending_mut().error = outcome.error;
+            admitted.close().await;
         }
         .in_current_span(),
     );
@@ -293,49 +259,29 @@ async fn forward<B>(
     req: Request<B>,
     workload: Option<&str>,
     shared: &Shared,
-    rid: &str,
-    audit: &mut StreamAudit,
-) -> Result<Response<HttpBody>, OpenFailure>
+    pending: Pending,
+    target: &str,
+) -> Result<Response<HttpBody>, Unanswered>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
     let (parts, body) = req.into_parts();
-    if parts.method == Method::CONNECT {
-        return Err(CallError::BadRequest {
-            reason:
-                "CONNECT (raw TCP egress) is not available on this client yet; use HTTP or gRPC"
-                    .into(),
-        }
-        .into());
-    }
-    let name = upstream_name(&parts)?;
-    audit.base_mut().service = name.clone();
     let grpc = is_grpc(&parts.headers);
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let path = canonical_path(target, grpc).map_err(|e| CallError::BadRequest {
-        reason: format!("{e}; send the path in canonical form"),
-    })?;
-    let (permit, conn) = admit(&parts, &name, path, grpc, workload, shared, audit).await?;
-    let target = Target {
-        service: &name,
-        caller: workload.unwrap_or(""),
-        request_id: rid,
+    let checked = validate::check_header_size(&parts, &shared.config.limits)
+        .and_then(|()| upstream_name(&parts))
+        .and_then(|name| Ok((validate::path(target, grpc)?, name)));
+    let (path, name) = match checked {
+        Ok(c) => c,
+        Err(e) => return Err(Unanswered::Refused(pending.refuse(e).await)),
+    };
+    let method = parts.method.as_str();
+    let (admitted, conn) = admit(pending, method, &name, path, grpc, workload, shared)
+        .await
+        .map_err(Unanswered::Refused)?;
+    let via = Via {
         peer: "edge",
         deadline: grpc_timeout(&parts.headers),
     };
-    open_call(
-        &conn,
-        &parts,
-        body,
-        target,
-        &shared.config.limits,
-        audit,
-        &permit,
-    )
-    .await
+    open_call(&conn, &parts, body, via, &shared.config.limits, admitted).await
 }

@@ -7,15 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::HeaderValue;
-use proxy::audit::{AuditEvent, AuditLog};
-use proxy::forward::accept::{open_trace_id, serve_stream, Acceptor};
-use proxy::forward::head::is_grpc;
+use proxy::admission::PolicyOwner;
+use proxy::audit::{AuditLog, Direction};
+use proxy::forward::accept::{serve_stream, Acceptor, Parties};
 use proxy::forward::headers::client_cert_value;
 use proxy::forward::CallError;
-use proxy::policy::{canonical_path, Decision, Permit, Subject};
+use proxy::policy::PolicyHandle;
 use proxy::upstream::Upstream;
 use proxy::wire::Open;
-use proxy::{Limits, SpiffeId};
+use proxy::Limits;
 
 use crate::Shared;
 
@@ -31,18 +31,25 @@ impl Acceptor for Ingress {
         &self.0.audit
     }
 
-    fn audit_base(&self, open: &Open) -> AuditEvent {
-        AuditEvent {
-            direction: "ingress".into(),
-            stream_id: self.0.next_stream.fetch_add(1, Ordering::Relaxed),
-            request_id: open.request_id.clone(),
-            trace_id: open_trace_id(open),
-            caller: open.caller.clone(),
-            tunnel: self.0.config.identity.id.to_string(),
-            service: open.service.clone(),
-            method: open.method.to_string(),
-            path: open.path.chars().take(2048).collect(),
-            ..AuditEvent::default()
+    fn next_stream_id(&self) -> u64 {
+        self.0.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn direction(&self) -> Direction {
+        Direction::Ingress
+    }
+
+    fn policy(&self) -> (&PolicyHandle, PolicyOwner) {
+        (&self.0.config.policy, PolicyOwner::Tunnel)
+    }
+
+    fn parties<'a>(&'a self, open: &'a Open) -> Parties<'a> {
+        // The caller as the authenticated edge asserts it; the admission
+        // path re-validates it rather than trusting the edge to have.
+        Parties {
+            caller: &open.caller,
+            tunnel: self.0.config.identity.id.as_str(),
+            workload: None,
         }
     }
 
@@ -57,47 +64,9 @@ impl Acceptor for Ingress {
         }
     }
 
-    fn decide(&self, open: &Open) -> Result<Permit, (CallError, Option<Decision>)> {
-        decide(open, &self.0)
-    }
-
     fn client_cert(&self, open: &Open) -> Option<HeaderValue> {
         client_cert_value(self.0.config.identity.id.as_str(), &open.caller)
     }
-}
-
-/// The single place every incoming stream is decided on at the client.
-/// Inputs are re-validated here; the client does not trust the edge to
-/// have done it.
-pub fn decide(open: &Open, shared: &Shared) -> Result<Permit, (CallError, Option<Decision>)> {
-    let caller = SpiffeId::parse(&open.caller).map_err(|e| {
-        let reason = format!("caller identity: {e}");
-        (CallError::BadRequest { reason }, None)
-    })?;
-    let grpc = is_grpc(&open.headers);
-    let path = canonical_path(&open.path, grpc).map_err(|e| {
-        let reason = format!("{e}; send the path in canonical form");
-        (CallError::BadRequest { reason }, None)
-    })?;
-    let decision = proxy::policy::decide(
-        &shared.config.policy.current(),
-        &Subject {
-            caller: caller.as_str(),
-            tunnel: shared.config.identity.id.as_str(),
-            service: &open.service,
-            method: open.method.as_str(),
-            path,
-            grpc,
-            workload: None,
-        },
-    );
-    Permit::from_decision(decision).map_err(|decision| {
-        let reason = match &decision.rule {
-            Some(rule) => format!("the tunnel's policy rule '{rule}' denies this call"),
-            None => "the tunnel's policy allows no such call (default deny)".to_string(),
-        };
-        (CallError::Denied { reason }, Some(decision))
-    })
 }
 
 /// Handles one stream the edge opened, to completion.

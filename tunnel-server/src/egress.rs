@@ -9,12 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::HeaderValue;
-use proxy::audit::{AuditEvent, AuditLog};
-use proxy::forward::accept::{open_trace_id, Acceptor};
-use proxy::forward::head::is_grpc;
+use proxy::admission::PolicyOwner;
+use proxy::audit::{AuditLog, Direction};
+use proxy::forward::accept::{Acceptor, Parties};
 use proxy::forward::headers::client_cert_value;
 use proxy::forward::CallError;
-use proxy::policy::{canonical_path, Decision, Permit, Subject};
+use proxy::policy::PolicyHandle;
 use proxy::upstream::Upstream;
 use proxy::wire::Open;
 use proxy::{Limits, SpiffeId};
@@ -43,20 +43,25 @@ impl Acceptor for Egress {
         &self.shared.audit
     }
 
-    fn audit_base(&self, open: &Open) -> AuditEvent {
-        AuditEvent {
-            direction: "egress".into(),
-            stream_id: self.shared.next_stream.fetch_add(1, Ordering::Relaxed),
-            request_id: open.request_id.clone(),
-            trace_id: open_trace_id(open),
-            caller: self.tunnel.to_string(),
-            tunnel: self.tunnel.to_string(),
-            service: open.service.clone(),
-            method: open.method.to_string(),
-            path: open.path.chars().take(2048).collect(),
-            labels: workload(open)
-                .map(|w| [("workload".to_string(), w.chars().take(63).collect())].into()),
-            ..AuditEvent::default()
+    fn next_stream_id(&self) -> u64 {
+        self.shared.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn direction(&self) -> Direction {
+        Direction::Egress
+    }
+
+    fn policy(&self) -> (&PolicyHandle, PolicyOwner) {
+        (&self.shared.config.egress_policy, PolicyOwner::EdgeEgress)
+    }
+
+    fn parties<'a>(&'a self, open: &'a Open) -> Parties<'a> {
+        // The tunnel calls on its own identity, from its certificate; the
+        // workload label only narrows which of its workloads.
+        Parties {
+            caller: self.tunnel.as_str(),
+            tunnel: self.tunnel.as_str(),
+            workload: workload(open),
         }
     }
 
@@ -68,33 +73,6 @@ impl Acceptor for Egress {
         CallError::UnknownUpstream {
             name: name.to_string(),
         }
-    }
-
-    fn decide(&self, open: &Open) -> Result<Permit, (CallError, Option<Decision>)> {
-        let grpc = is_grpc(&open.headers);
-        let path = canonical_path(&open.path, grpc).map_err(|e| {
-            let reason = format!("{e}; send the path in canonical form");
-            (CallError::BadRequest { reason }, None)
-        })?;
-        let decision = proxy::policy::decide(
-            &self.shared.config.egress_policy.current(),
-            &Subject {
-                caller: self.tunnel.as_str(),
-                tunnel: self.tunnel.as_str(),
-                service: &open.service,
-                method: open.method.as_str(),
-                path,
-                grpc,
-                workload: workload(open),
-            },
-        );
-        Permit::from_decision(decision).map_err(|decision| {
-            let reason = match &decision.rule {
-                Some(rule) => format!("the edge's egress rule '{rule}' denies this call"),
-                None => "the edge's egress policy allows no such call (default deny)".to_string(),
-            };
-            (CallError::Denied { reason }, Some(decision))
-        })
     }
 
     fn client_cert(&self, _open: &Open) -> Option<HeaderValue> {

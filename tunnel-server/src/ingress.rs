@@ -27,10 +27,10 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .max_buf_size(limits.max_http_header_bytes.max(8192) as usize);
+        .max_buf_size(limits.http_parser_header_bytes() as usize);
     builder
         .http2()
-        .max_header_list_size(limits.max_http_header_bytes)
+        .max_header_list_size(limits.http_parser_header_bytes())
         .max_concurrent_streams(limits.max_streams)
         .initial_stream_window_size(limits.stream_window)
         .initial_connection_window_size(limits.connection_window);

@@ -7,6 +7,7 @@
 //! [`build`] binds everything and returns a [`Bound`] with the real
 //! addresses, so tests run the whole edge in process on port 0.
 
+pub mod admit;
 pub mod call;
 pub mod config;
 pub mod egress;

@@ -169,7 +169,7 @@ mod tests {
 
     fn record(seq: u64, prev: &str) -> AuditRecord {
         let event = AuditEvent {
-            direction: "ingress".into(),
+            direction: crate::audit::Direction::Ingress,
             stream_id: 7,
             request_id: "r-1".into(),
             caller: "spiffe://example.org/caller/a".into(),
@@ -177,7 +177,7 @@ mod tests {
             service: "svc".into(),
             method: "GET".into(),
             path: "/x".into(),
-            decision: Some("allow".into()),
+            decision: Some(crate::audit::AuditDecision::Allow),
             ..Default::default()
         };
         AuditRecord::unsealed(
@@ -286,7 +286,7 @@ mod tests {
             AuditEvent::default(),
             AuditEvent {
                 event: crate::audit::record::Event::Close,
-                direction: "egress".into(),
+                direction: crate::audit::Direction::Egress,
                 stream_id: u64::MAX,
                 request_id: "r\n\"\\".into(),
                 trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
@@ -295,7 +295,7 @@ mod tests {
                 service: "svc".into(),
                 method: "POST".into(),
                 path: "/a/b?c=d&e=\u{2028}".into(),
-                decision: Some("deny".into()),
+                decision: Some(crate::audit::AuditDecision::Deny),
                 rule: Some("r-1".into()),
                 reason: Some("no rule".into()),
                 http_status: Some(403),

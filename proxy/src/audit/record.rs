@@ -43,6 +43,71 @@ impl Side {
     }
 }
 
+/// Which way a stream's traffic goes, on every record: one log can hold
+/// both directions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A control-plane caller to a data-plane service (edge → client).
+    /// The default only so [`AuditEvent`] can be built with
+    /// `..Default::default()`.
+    #[default]
+    Ingress,
+    /// A data-plane workload to a control-plane upstream (client → edge).
+    Egress,
+}
+
+impl Direction {
+    /// The value written to the `direction` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+impl PartialEq<&str> for Direction {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// What the admission path decided, on every `open` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditDecision {
+    /// A policy allowed the stream.
+    Allow,
+    /// A policy denied the stream (`rule` names the rule, or none for the
+    /// default deny).
+    Deny,
+    /// A dry-run policy would have denied it; it was forwarded.
+    WouldDeny,
+    /// Refused before any policy decided (bad request, unknown tunnel or
+    /// service, no route, oversized headers, draining…); `reason` holds the
+    /// refusal's `tether-error` code.
+    Refuse,
+}
+
+impl AuditDecision {
+    /// The value written to the `decision` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allow => "allow",
+            AuditDecision::Deny => "deny",
+            AuditDecision::WouldDeny => "would-deny",
+            AuditDecision::Refuse => "refuse",
+        }
+    }
+}
+
+impl PartialEq<&str> for AuditDecision {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One line of the audit log, in on-disk key order.
 ///
 /// `None` fields are omitted from the line. `hash` is always last, which is
@@ -61,7 +126,7 @@ pub struct AuditRecord {
     /// `edge` or `client`: which end wrote this log.
     pub side: String,
     /// `ingress` or `egress`, so one log can hold both traffic directions.
-    pub direction: String,
+    pub direction: Direction,
     /// Process-local stream counter; pairs an `open` with its `close`.
     pub stream_id: u64,
     /// Request id, to correlate with access logs and the caller.
@@ -79,9 +144,10 @@ pub struct AuditRecord {
     pub method: String,
     /// HTTP request path, as the caller of [`super::AuditLog::append`] gave it.
     pub path: String,
-    /// `allow`, `deny` or `would-deny` (dry-run policy); on `open`.
+    /// `allow`, `deny`, `would-deny` (dry-run policy) or `refuse`
+    /// (refused before a policy decided); on `open`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decision: Option<String>,
+    pub decision: Option<AuditDecision>,
     /// The policy rule that decided, so a denial can be traced to config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
@@ -123,7 +189,7 @@ pub struct AuditEvent {
     /// See [`AuditRecord::event`].
     pub event: Event,
     /// See [`AuditRecord::direction`].
-    pub direction: String,
+    pub direction: Direction,
     /// See [`AuditRecord::stream_id`].
     pub stream_id: u64,
     /// See [`AuditRecord::request_id`].
@@ -141,7 +207,7 @@ pub struct AuditEvent {
     /// See [`AuditRecord::path`].
     pub path: String,
     /// See [`AuditRecord::decision`].
-    pub decision: Option<String>,
+    pub decision: Option<AuditDecision>,
     /// See [`AuditRecord::rule`].
     pub rule: Option<String>,
     /// See [`AuditRecord::reason`].
@@ -172,7 +238,7 @@ pub struct AuditEvent {
 struct EventView<'a> {
     event: Event,
     side: &'static str,
-    direction: &'a str,
+    direction: Direction,
     stream_id: u64,
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,7 +249,7 @@ struct EventView<'a> {
     method: &'a str,
     path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    decision: Option<&'a str>,
+    decision: Option<AuditDecision>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,7 +292,7 @@ impl AuditEvent {
         let view = EventView {
             event: self.event,
             side: side.as_str(),
-            direction: &self.direction,
+            direction: self.direction,
             stream_id: self.stream_id,
             request_id: &self.request_id,
             trace_id: self.trace_id.as_deref(),
@@ -235,7 +301,7 @@ impl AuditEvent {
             service: &self.service,
             method: &self.method,
             path: &self.path,
-            decision: self.decision.as_deref(),
+            decision: self.decision,
             rule: self.rule.as_deref(),
             reason: self.reason.as_deref(),
             http_status: self.http_status,

@@ -1,14 +1,18 @@
-//! One audit object per stream, which writes exactly one `open` and exactly
-//! one `close` record (ztunnel's "one record object per connection"). The
-//! open is awaited — it is durable before a byte is forwarded — and the
-//! close is written when the stream ends, or from `Drop` if the stream was
-//! abandoned, so no path forgets it.
+//! The audit trail of one stream, as two types so the compiler knows which
+//! records have been written: a [`Trail`] has written nothing; opening it
+//! writes the `open` record, waits until it is durable, and only then
+//! yields an [`OpenTrail`], which writes exactly one `close` record — when
+//! the stream ends, or from `Drop` if the stream was abandoned, so no path
+//! forgets it (ztunnel's "one record object per connection").
+//!
+//! Both are crate-private: streams get them through `crate::admission`,
+//! which ties the open record to a policy decision.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{AuditError, AuditEvent, AuditLog, Event};
+use super::{AuditDecision, AuditError, AuditEvent, AuditLog, Event};
 
 /// How a stream ended, for its close record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,81 +25,91 @@ pub struct Ending {
     pub error: Option<String>,
 }
 
-/// The audit trail of one stream.
-pub struct StreamAudit {
+/// A stream's trail before its open record: identities, service, method,
+/// path and ids, repeated in both records.
+pub(crate) struct Trail {
     log: AuditLog,
     base: AuditEvent,
     started: Instant,
-    opened: bool,
+}
+
+impl Trail {
+    pub(crate) fn new(log: AuditLog, base: AuditEvent) -> Self {
+        Self {
+            log,
+            base,
+            started: Instant::now(),
+        }
+    }
+
+    /// Fields learnt after the stream started (service, tunnel).
+    pub(crate) fn base_mut(&mut self) -> &mut AuditEvent {
+        &mut self.base
+    }
+
+    /// Writes the `open` record and waits until it is durable. `Err`
+    /// means nothing was recorded: the stream must not proceed.
+    pub(crate) async fn open(
+        mut self,
+        decision: AuditDecision,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<OpenTrail, AuditError> {
+        self.base.event = Event::Open;
+        self.base.decision = Some(decision);
+        self.base.rule = rule.map(str::to_string);
+        self.base.reason = reason;
+        self.log.append_ref(&self.base).await?;
+        // The reason explains the decision; the close record need not
+        // repeat it.
+        self.base.reason = None;
+        Ok(OpenTrail {
+            log: self.log,
+            base: self.base,
+            started: self.started,
+            closed: false,
+            bytes_in: None,
+            bytes_out: None,
+            ending: Ending::default(),
+        })
+    }
+}
+
+/// A stream whose open record is durable; owns its close record.
+pub(crate) struct OpenTrail {
+    log: AuditLog,
+    base: AuditEvent,
+    started: Instant,
     closed: bool,
     bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: Option<Arc<AtomicU64>>,
     ending: Ending,
 }
 
-impl StreamAudit {
-    /// Starts the trail; `base` carries identities, service, method, path
-    /// and ids, and is repeated in both records.
-    pub fn new(log: AuditLog, base: AuditEvent) -> Self {
-        Self {
-            log,
-            base,
-            started: Instant::now(),
-            opened: false,
-            closed: false,
-            bytes_in: None,
-            bytes_out: None,
-            ending: Ending::default(),
-        }
-    }
-
-    /// Fills in what is learnt after the stream starts (service, tunnel…).
-    pub fn base_mut(&mut self) -> &mut AuditEvent {
-        &mut self.base
-    }
-
-    /// Writes the `open` record and waits until it is durable. Forwarding
-    /// must not start unless this returned `Ok`.
-    pub async fn open(
-        &mut self,
-        decision: &str,
-        rule: Option<&str>,
-        reason: Option<String>,
-    ) -> Result<(), AuditError> {
-        if self.opened {
-            return Ok(());
-        }
-        self.base.event = Event::Open;
-        self.base.decision = Some(decision.to_string());
-        self.base.rule = rule.map(str::to_string);
-        self.base.reason = reason;
-        let written = self.log.append_ref(&self.base).await;
-        // The reason explains the decision; the close record need not
-        // repeat it.
-        self.base.reason = None;
-        written?;
-        self.opened = true;
-        Ok(())
-    }
-
-    /// True once the open record is durable.
-    pub fn is_open(&self) -> bool {
-        self.opened
-    }
-
-    /// Counts request-body bytes (towards the service).
-    pub fn count_in(&mut self, counter: Arc<AtomicU64>) {
+impl OpenTrail {
+    /// Counts request-body bytes (from the caller).
+    pub(crate) fn count_in(&mut self, counter: Arc<AtomicU64>) {
         self.bytes_in = Some(counter);
     }
 
     /// Counts response-body bytes (towards the caller).
-    pub fn count_out(&mut self, counter: Arc<AtomicU64>) {
+    pub(crate) fn count_out(&mut self, counter: Arc<AtomicU64>) {
         self.bytes_out = Some(counter);
     }
 
-    /// Records how the stream ended so far; later calls refine it.
-    pub fn ending_mut(&mut self) -> &mut Ending {
+    /// How the stream ended so far; later calls refine it.
+    pub(crate) fn ending_mut(&mut self) -> &mut Ending {
         &mut self.ending
+    }
+
+    /// The stream id its records carry.
+    pub(crate) fn stream_id(&self) -> u64 {
+        self.base.stream_id
+    }
+
+    /// The request id its records carry.
+    pub(crate) fn request_id(&self) -> &str {
+        &self.base.request_id
     }
 
     /// Turns `base` into the close record.
@@ -105,27 +119,17 @@ impl StreamAudit {
         ev.http_status = self.ending.http_status;
         ev.grpc_status = self.ending.grpc_status;
         ev.error = self.ending.error.clone();
-        ev.bytes_in = Some(
-            self.bytes_in
-                .as_ref()
-                .map_or(0, |c| c.load(Ordering::Relaxed)),
-        );
-        ev.bytes_out = Some(
-            self.bytes_out
-                .as_ref()
-                .map_or(0, |c| c.load(Ordering::Relaxed)),
-        );
+        let load = |c: &Option<Arc<AtomicU64>>| c.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        ev.bytes_in = Some(load(&self.bytes_in));
+        ev.bytes_out = Some(load(&self.bytes_out));
         ev.duration_ms =
             Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
         ev
     }
 
-    /// Writes the `close` record and waits for it (used where the handler
-    /// outlives the stream, e.g. at the client).
-    pub async fn close(mut self) {
-        if !self.opened || self.closed {
-            return;
-        }
+    /// Writes the `close` record and waits for it (where the handler
+    /// outlives the stream and can afford to).
+    pub(crate) async fn close(mut self) {
         self.closed = true;
         let log = self.log.clone();
         if let Err(e) = log.append_ref(self.close_event()).await {
@@ -134,9 +138,9 @@ impl StreamAudit {
     }
 }
 
-impl Drop for StreamAudit {
+impl Drop for OpenTrail {
     fn drop(&mut self) {
-        if !self.opened || self.closed {
+        if self.closed {
             return;
         }
         self.closed = true;

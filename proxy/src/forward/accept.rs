@@ -1,8 +1,9 @@
 //! The accepting side of a stream, shared by the two places that deliver
 //! streams to services: the tunnel client serving its local services
 //! (ingress) and the edge serving its named upstreams (egress). What
-//! differs between them — which services exist, which policy decides, what
-//! the audit record and the identity header say — is the [`Acceptor`].
+//! differs between them — which services exist, which policy decides, who
+//! the parties are, what the identity header says — is the [`Acceptor`];
+//! admission itself is the one path of [`crate::admission`].
 
 use bytes::BytesMut;
 use http::HeaderValue;
@@ -11,15 +12,28 @@ use tracing::{debug, warn, Instrument};
 use super::head::{content_length, is_grpc, request_for_open, response_frame};
 use super::headers::CLIENT_CERT_HEADER;
 use super::observe::AuditedBody;
+use super::tcp::{Socket, TunnelStream};
 use super::{
     pump_body, send_head, write_frame, CallError, FrameReader, SendGuard, Started, TunnelBody,
 };
-use crate::audit::stream::StreamAudit;
-use crate::audit::{AuditEvent, AuditLog};
-use crate::policy::{Decision, Permit};
+use crate::admission::{validate, Admitted, Pending, PolicyOwner, Refusal, StreamFields};
+use crate::audit::{AuditLog, Direction};
+use crate::policy::{PolicyHandle, Subject};
 use crate::upstream::Upstream;
 use crate::wire::{self, Frame, Open, StreamKind};
-use crate::Limits;
+use crate::{Limits, SpiffeId};
+
+/// Who a stream is between, as the accepting end knows them.
+#[derive(Debug, Clone, Copy)]
+pub struct Parties<'a> {
+    /// The caller the policy decides on (a SPIFFE ID; validated by the
+    /// admission path).
+    pub caller: &'a str,
+    /// The tunnel the stream came through (a SPIFFE ID).
+    pub tunnel: &'a str,
+    /// The egress workload label, if any.
+    pub workload: Option<&'a str>,
+}
 
 /// What one accepting end supplies.
 pub trait Acceptor: Send + Sync {
@@ -27,15 +41,18 @@ pub trait Acceptor: Send + Sync {
     fn limits(&self) -> &Limits;
     /// Where streams are audited.
     fn audit_log(&self) -> &AuditLog;
-    /// The audit fields of a stream (identities, service, ids).
-    fn audit_base(&self, open: &Open) -> AuditEvent;
+    /// A fresh process-local stream number, for audit records and spans.
+    fn next_stream_id(&self) -> u64;
+    /// Which way streams accepted here go.
+    fn direction(&self) -> Direction;
+    /// The policy that decides streams accepted here, and whose it is.
+    fn policy(&self) -> (&PolicyHandle, PolicyOwner);
+    /// The parties of a stream.
+    fn parties<'a>(&'a self, open: &'a Open) -> Parties<'a>;
     /// The service named in OPEN.
     fn upstream(&self, name: &str) -> Option<&Upstream>;
     /// The refusal for a service that does not exist here.
     fn unknown(&self, name: &str) -> CallError;
-    /// The decision on a stream; a refusal carries the decision when the
-    /// policy made it (for the audit record).
-    fn decide(&self, open: &Open) -> Result<Permit, (CallError, Option<Decision>)>;
     /// The identity header value the service receives.
     fn client_cert(&self, open: &Open) -> Option<HeaderValue>;
 }
@@ -49,26 +66,10 @@ async fn refuse(mut send: SendGuard, err: &CallError, limits: &wire::WireLimits)
     }
 }
 
-/// Refuses a stream and closes its audit trail; a stream refused before its
-/// decision is recorded as `refuse` with the error's code.
-async fn refuse_audited(
-    send: SendGuard,
-    err: &CallError,
-    limits: &wire::WireLimits,
-    mut audit: StreamAudit,
-    grpc: bool,
-) {
-    if !audit.is_open() {
-        let _ = audit
-            .open("refuse", None, Some(err.code().to_string()))
-            .await;
-    }
-    let ending = audit.ending_mut();
-    ending.http_status = Some(err.http_status().as_u16());
-    ending.grpc_status = grpc.then(|| err.grpc_code());
-    ending.error = Some(err.to_string());
-    refuse(send, err, limits).await;
-    audit.close().await;
+/// Answers a refused stream with REFUSE (its audit trail is already closed).
+async fn send_refusal(send: SendGuard, refusal: Refusal, limits: &wire::WireLimits) {
+    debug!(error = %refusal.error(), "stream refused");
+    refuse(send, refusal.error(), limits).await;
 }
 
 /// Reads the OPEN frame of a new stream, within the handshake timeout.
@@ -106,53 +107,78 @@ pub async fn serve_stream<A: Acceptor>(
     let Some(open) = read_open(&mut reader, &limits).await else {
         return;
     };
-    let span = tracing::debug_span!("stream", request_id = %open.request_id, service = %open.service, caller = %open.caller);
-    let audit = StreamAudit::new(acceptor.audit_log().clone(), acceptor.audit_base(&open));
-    serve_open(*open, reader, send, acceptor, audit)
+    let stream_id = acceptor.next_stream_id();
+    let span = tracing::debug_span!("stream", stream_id, request_id = %open.request_id, service = %open.service, caller = %open.caller);
+    serve_open(*open, stream_id, reader, send, acceptor)
         .instrument(span)
         .await;
 }
 
+/// The accepting end's admission: the caller and path validated (the far
+/// end is not trusted to have done it), then the policy, then the durable
+/// open record.
+async fn admit<A: Acceptor>(
+    open: &Open,
+    stream_id: u64,
+    acceptor: &A,
+) -> Result<Admitted, Refusal> {
+    let grpc = is_grpc(&open.headers);
+    let parties = acceptor.parties(open);
+    let trace_id = open_trace_id(open);
+    let pending = Pending::new(
+        acceptor.audit_log(),
+        grpc,
+        StreamFields {
+            direction: acceptor.direction(),
+            stream_id,
+            request_id: &open.request_id,
+            trace_id: trace_id.as_deref(),
+            caller: parties.caller,
+            tunnel: parties.tunnel,
+            service: &open.service,
+            method: open.method.as_str(),
+            path: &open.path,
+            workload: parties.workload,
+        },
+    );
+    if let Err(e) = SpiffeId::parse(parties.caller) {
+        let reason = format!("caller identity: {e}");
+        return Err(pending.refuse(CallError::BadRequest { reason }).await);
+    }
+    let path = match validate::path(&open.path, grpc) {
+        Ok(p) => p,
+        Err(e) => return Err(pending.refuse(e).await),
+    };
+    let (policy, owner) = acceptor.policy();
+    let subject = Subject {
+        caller: parties.caller,
+        tunnel: parties.tunnel,
+        service: &open.service,
+        method: open.method.as_str(),
+        path,
+        grpc,
+        workload: parties.workload,
+    };
+    pending.decide(policy, &subject, owner).await
+}
+
 async fn serve_open<A: Acceptor>(
     open: Open,
+    stream_id: u64,
     reader: FrameReader,
     mut send: SendGuard,
     acceptor: &A,
-    mut audit: StreamAudit,
 ) {
     let limits = *acceptor.limits();
-    let grpc = is_grpc(&open.headers);
-    let permit = match acceptor.decide(&open) {
-        Ok(p) => p,
-        Err((err, decision)) => {
-            debug!(error = %err, "stream refused by policy");
-            if let Some(d) = decision {
-                let _ = audit
-                    .open(d.label(), d.rule.as_deref(), Some(err.to_string()))
-                    .await;
-            }
-            return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
-        }
+    let admitted = match admit(&open, stream_id, acceptor).await {
+        Ok(a) => a,
+        Err(refusal) => return send_refusal(send, refusal, &limits.wire).await,
     };
-    // Durable before the first byte is forwarded, or nothing is forwarded.
-    if let Err(e) = audit
-        .open(
-            permit.decision().label(),
-            permit.decision().rule.as_deref(),
-            None,
-        )
-        .await
-    {
-        let err = CallError::Unavailable {
-            reason: format!("the audit log cannot be written ({e}); refusing to forward unaudited"),
-        };
-        return refuse(send, &err, &limits.wire).await;
-    }
     // Existence is checked only after the policy allowed the call, so a
     // caller the policy denies cannot probe which services exist.
-    let Some(upstream) = acceptor.upstream(&open.service) else {
+    let Some(upstream) = acceptor.upstream(admitted.permit().service()) else {
         let err = acceptor.unknown(&open.service);
-        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
+        return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
     };
     if (open.kind == StreamKind::Tcp) != upstream.is_tcp() {
         let err = CallError::BadRequest {
@@ -165,16 +191,17 @@ async fn serve_open<A: Acceptor>(
                 format!("'{}' is an HTTP service; send it HTTP", open.service)
             },
         };
-        return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
+        return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
     }
     if open.kind == StreamKind::Tcp {
-        return serve_tcp(&open, reader, send, upstream, &limits, audit).await;
+        return serve_tcp(&open, reader, send, upstream, &limits, admitted).await;
     }
+    let mut admitted = admitted;
     let body = TunnelBody::new(reader, content_length(&open.headers));
-    audit.count_in(body.byte_counter());
+    admitted.count_in(body.byte_counter());
     let mut req = match request_for_open(&open, &upstream.base, body) {
         Ok(r) => r,
-        Err(err) => return refuse_audited(send, &err, &limits.wire, audit, grpc).await,
+        Err(err) => return send_refusal(send, admitted.refuse(err).await, &limits.wire).await,
     };
     if let Some(v) = acceptor.client_cert(&open) {
         req.headers_mut().insert(CLIENT_CERT_HEADER, v);
@@ -185,32 +212,61 @@ async fn serve_open<A: Acceptor>(
     // closes the HTTP/1.1 connection) instead of leaving it running until
     // the response timeout.
     let sent = tokio::select! {
-        sent = tokio::time::timeout(limits.response_timeout, upstream.send(req)) => match sent {
-            Ok(Some(r)) => Ok(r),
-            Ok(None) => {
-                let err = CallError::BadRequest { reason: format!("'{}' is a TCP service; open a TCP stream to it", open.service) };
-                return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
-            }
-            Err(e) => Err(e),
-        },
+        sent = tokio::time::timeout(limits.response_timeout, upstream.send(req, &admitted)) => sent,
         stopped = send.stream().stopped() => {
             let code = stopped.ok().flatten().unwrap_or(wire::codes::stream::CANCELLED);
             debug!(%code, "peer stopped the stream before the response; cancelling the request");
             send.reset(code);
-            audit.ending_mut().error = Some("cancelled by the caller before the response".into());
-            audit.close().await;
+            admitted.ending_mut().error = Some("cancelled by the caller before the response".into());
+            admitted.close().await;
             return;
         }
     };
     let resp = match sent {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
+        Ok(Some(Ok(resp))) => resp,
+        Ok(None) => {
+            let err = CallError::BadRequest {
+                reason: format!(
+                    "'{}' is a TCP service; open a TCP stream to it",
+                    open.service
+                ),
+            };
+            return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
+        }
+        Ok(Some(Err(e))) if e.is_connect() => {
             // The address stays in the log; callers learn the name and the cause.
             let chain = error_chain(&e);
-            debug!(service = %open.service, url = %upstream.base, error = %chain, "upstream request failed");
+            debug!(service = %open.service, url = %upstream.base, error = %chain, "upstream unreachable");
             let reason = format!("service '{}' is unreachable: {chain}", open.service);
             let err = CallError::UpstreamUnavailable { reason };
-            return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
+            return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
+        }
+        Ok(Some(Err(e))) if service_reset(&e) => {
+            // Reached, and it reset the stream before answering: pass the
+            // reset on with the service's HTTP/2 reason, as a caller
+            // without the tunnel would see it.
+            let chain = error_chain(&e);
+            let code = super::error::reset_code_for(&e, wire::codes::stream::UPSTREAM_RESET);
+            debug!(service = %open.service, error = %chain, %code, "service reset the request before answering");
+            send.reset(code);
+            admitted.ending_mut().error = Some(format!(
+                "service '{}' reset the stream before answering: {chain}",
+                open.service
+            ));
+            admitted.close().await;
+            return;
+        }
+        Ok(Some(Err(e))) => {
+            // Reached, but it refused or dropped the request before an
+            // answer (a TLS alert, a connection closed early).
+            let chain = error_chain(&e);
+            debug!(service = %open.service, url = %upstream.base, error = %chain, "upstream failed before answering");
+            let reason = format!(
+                "service '{}' refused or dropped the request before answering: {chain}",
+                open.service
+            );
+            let err = CallError::UpstreamUnavailable { reason };
+            return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
         }
         Err(_) => {
             let err = CallError::UpstreamTimeout {
@@ -219,11 +275,11 @@ async fn serve_open<A: Acceptor>(
                     open.service, limits.response_timeout
                 ),
             };
-            return refuse_audited(send, &err, &limits.wire, audit, grpc).await;
+            return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
         }
     };
     let (parts, body) = resp.into_parts();
-    let ending = audit.ending_mut();
+    let ending = admitted.ending_mut();
     ending.http_status = Some(parts.status.as_u16());
     ending.grpc_status = parts
         .headers
@@ -231,7 +287,7 @@ async fn serve_open<A: Acceptor>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let head = Frame::Response(Box::new(response_frame(&parts)));
-    let mut body = AuditedBody::new(body, audit);
+    let mut body = AuditedBody::new(body, admitted);
     // A service's body failing without an HTTP/2 reason of its own (an
     // HTTP/1.1 connection cut mid-body, a dead h2c connection) is the
     // service failing, not a cancellation.
@@ -257,16 +313,19 @@ async fn serve_tcp(
     mut send: SendGuard,
     upstream: &Upstream,
     limits: &Limits,
-    mut audit: StreamAudit,
+    mut admitted: Admitted,
 ) {
-    let tcp = match upstream.connect_tcp(limits.connect_timeout).await {
+    let tcp = match upstream
+        .connect_tcp(limits.connect_timeout, &admitted)
+        .await
+    {
         Ok(tcp) => tcp,
         Err(e) => {
             debug!(service = %open.service, url = %upstream.base, error = %e, "TCP connect failed");
             let err = CallError::UpstreamUnavailable {
                 reason: format!("TCP service '{}' is unreachable: {e}", open.service),
             };
-            return refuse_audited(send, &err, &limits.wire, audit, false).await;
+            return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
         }
     };
     let head = Frame::Response(Box::new(crate::wire::Response {
@@ -274,30 +333,40 @@ async fn serve_tcp(
         headers: http::HeaderMap::new(),
     }));
     if let Err(e) = write_frame(send.stream(), &head, &limits.wire).await {
-        audit.ending_mut().error = Some(format!("could not confirm the connection: {e}"));
-        audit.close().await;
+        admitted.ending_mut().error = Some(format!("could not confirm the connection: {e}"));
+        admitted.close().await;
         return;
     }
-    let (to_stream, from_stream) = (Default::default(), Default::default());
-    audit.count_out(std::sync::Arc::clone(&to_stream));
-    audit.count_in(std::sync::Arc::clone(&from_stream));
     let mut tcp = tcp;
+    let stream = TunnelStream { reader, send };
     let outcome = super::tcp::bridge(
         &mut tcp,
-        reader,
-        &mut send,
+        stream,
         &limits.wire,
-        to_stream,
-        from_stream,
+        &mut admitted,
+        Socket::Service,
     )
     .await;
     if outcome.reset_local {
         // Pass the reset on: the service sees RST, not a clean close.
         let _ = tcp.set_zero_linger();
     }
-    audit.ending_mut().http_status = Some(200);
-    audit.ending_mut().error = outcome.error;
-    audit.close().await;
+    admitted.ending_mut().http_status = Some(200);
+    admitted.ending_mut().error = outcome.error;
+    admitted.close().await;
+}
+
+/// True when the service itself reset the HTTP/2 stream (RST_STREAM),
+/// as opposed to a connection that failed or closed.
+fn service_reset(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2e) = err.downcast_ref::<h2::Error>() {
+            return h2e.is_reset() && h2e.is_remote();
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// An error with its causes, for messages that say what failed.

@@ -9,17 +9,25 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::audit::stream::StreamAudit;
+use crate::admission::Admitted;
 
-/// Counts the data bytes of a body into a shared counter.
+/// Counts the data bytes of a body into a shared counter. Made only from
+/// an [`Admitted`] stream ([`Counted::request`]) or inside an
+/// [`AuditedBody`], so a `Counted` body is one that may be forwarded.
 pub struct Counted<B> {
     inner: B,
     count: Arc<AtomicU64>,
 }
 
 impl<B> Counted<B> {
-    /// Wraps `inner`; read the count from the returned counter.
-    pub fn new(inner: B) -> (Self, Arc<AtomicU64>) {
+    /// A caller's request body, counted into `admitted`'s close record.
+    pub fn request(inner: B, admitted: &mut Admitted) -> Self {
+        let (body, count) = Self::new(inner);
+        admitted.count_in(count);
+        body
+    }
+
+    fn new(inner: B) -> (Self, Arc<AtomicU64>) {
         let count = Arc::new(AtomicU64::new(0));
         (
             Self {
@@ -61,12 +69,12 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
 /// audit trail, with the gRPC status from its trailers if any.
 pub struct AuditedBody<B: Body<Data = Bytes> + Unpin> {
     inner: Counted<B>,
-    audit: Option<StreamAudit>,
+    audit: Option<Admitted>,
 }
 
 impl<B: Body<Data = Bytes> + Unpin> AuditedBody<B> {
     /// Wraps `inner`; the audit's close record is written when this ends.
-    pub fn new(inner: B, mut audit: StreamAudit) -> Self {
+    pub fn new(inner: B, mut audit: Admitted) -> Self {
         let (inner, count) = Counted::new(inner);
         audit.count_out(count);
         Self {
@@ -149,4 +157,31 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+mod sealed {
+    /// Implemented only here, so no other crate can declare a body
+    /// forwardable.
+    pub trait Sealed {}
+}
+
+/// A body the pumps may forward ([`super::send_head`], [`super::pump_body`]):
+/// only [`Counted`] (a caller's request, made from an [`Admitted`]) and
+/// [`AuditedBody`] (a response owning its [`Admitted`]) are, so a body of a
+/// stream that was not admitted cannot be pumped. Sealed.
+pub trait ForwardBody: Body<Data = Bytes> + Unpin + sealed::Sealed {}
+
+impl<B: Body<Data = Bytes> + Unpin> sealed::Sealed for Counted<B> {}
+impl<B: Body<Data = Bytes> + Unpin> ForwardBody for Counted<B> {}
+impl<B> sealed::Sealed for AuditedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+}
+impl<B> ForwardBody for AuditedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
 }

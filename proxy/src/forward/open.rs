@@ -1,7 +1,9 @@
 //! The opening side of a stream, shared by the two places that carry a
 //! caller's request into the tunnel: the edge for control-plane callers
-//! (ingress) and the tunnel client for data-plane workloads (egress). The
-//! caller has been routed, decided on and audited before this runs.
+//! (ingress) and the tunnel client for data-plane workloads (egress). Every
+//! entry point takes an [`Admitted`]: the caller has been decided on and
+//! its open record is durable, and the stream goes exactly where the
+//! permit says.
 
 use std::time::Duration;
 
@@ -12,40 +14,30 @@ use http_body_util::BodyExt;
 use tracing::{debug, Instrument};
 
 use super::head::{content_length, open_for_request, response_for_frame};
-use super::observe::Counted;
+use super::observe::{AuditedBody, Counted};
+use super::tcp::TunnelStream;
 use super::{
     pump_body, send_head, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody,
     SendGuard, Started, StreamError, TunnelBody,
 };
-use crate::audit::stream::StreamAudit;
-use crate::policy::Permit;
+use crate::admission::{Admitted, Refusal};
+use crate::audit::Direction;
 use crate::wire::{codes, Frame};
 use crate::Limits;
 
-/// Why a call through the tunnel did not produce a response.
+/// Why a call through the tunnel did not produce a response. Both are
+/// already audited (the stream's close record says why).
 #[derive(Debug)]
-pub enum OpenFailure {
-    /// Refused (by the far end or here) before a response: answer with a status.
-    Refused(CallError),
+pub enum Unanswered {
+    /// Refused (by the far end or here) before a response: answer with its status.
+    Refused(Refusal),
     /// The far end reset the stream before its response head: reset the caller.
     Reset(StreamError),
 }
 
-impl From<CallError> for OpenFailure {
-    fn from(e: CallError) -> Self {
-        OpenFailure::Refused(e)
-    }
-}
-
-/// What the opened stream is for.
-pub struct Target<'a> {
-    /// Service (ingress) or upstream (egress) name at the far end.
-    pub service: &'a str,
-    /// The caller as the far end should know it: a verified SPIFFE ID for
-    /// ingress, the workload label for egress.
-    pub caller: &'a str,
-    /// The request id shared by both ends' logs.
-    pub request_id: &'a str,
+/// What the opening flow knows of the far end beyond what was decided.
+#[derive(Debug, Clone, Copy)]
+pub struct Via<'a> {
     /// Names the far end in messages (tunnel name, or "edge").
     pub peer: &'a str,
     /// A gRPC deadline: the response head is awaited this long instead of
@@ -53,49 +45,63 @@ pub struct Target<'a> {
     pub deadline: Option<Duration>,
 }
 
-/// Opens one stream on `conn`, sends OPEN and the body (concurrently with
-/// reading the answer), and returns the response whose body streams from the
-/// tunnel. The `Permit` proves the call was decided on and audited.
+/// The OPEN frame's caller field: the verified caller for ingress, the
+/// workload label for egress (the far end knows the tunnel from its
+/// certificate).
+fn open_caller(admitted: &Admitted) -> String {
+    match admitted.direction() {
+        Direction::Ingress => admitted.permit().caller().to_string(),
+        Direction::Egress => admitted.permit().workload().unwrap_or("").to_string(),
+    }
+}
+
+/// Opens a stream on `conn` within the handshake timeout, or says why not.
+async fn open_stream(
+    conn: &quinn::Connection,
+    via: &Via<'_>,
+    limits: &Limits,
+) -> Result<(quinn::SendStream, quinn::RecvStream), CallError> {
+    match tokio::time::timeout(limits.handshake_timeout, conn.open_bi()).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(CallError::TunnelFailure {
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(CallError::Overloaded {
+            reason: format!("the tunnel to '{}' has no free stream", via.peer),
+        }),
+    }
+}
+
+/// Opens one stream on `conn` to exactly the service `admitted` allows,
+/// sends OPEN and the body (concurrently with reading the answer), and
+/// returns the response whose body streams from the tunnel and owns the
+/// stream's close record.
 pub async fn open_call<B>(
     conn: &quinn::Connection,
     parts: &request::Parts,
     body: B,
-    target: Target<'_>,
+    via: Via<'_>,
     limits: &Limits,
-    audit: &mut StreamAudit,
-    _permit: &Permit,
-) -> Result<Response<HttpBody>, OpenFailure>
+    mut admitted: Admitted,
+) -> Result<Response<HttpBody>, Unanswered>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    let span = tracing::debug_span!("call", request_id = %target.request_id, peer = %target.peer, service = %target.service);
-    let (send, recv) = match tokio::time::timeout(limits.handshake_timeout, conn.open_bi()).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(CallError::TunnelFailure {
-                reason: e.to_string(),
-            }
-            .into())
-        }
-        Err(_) => {
-            return Err(CallError::Overloaded {
-                reason: format!("the tunnel to '{}' has no free stream", target.peer),
-            }
-            .into())
-        }
+    let span = tracing::debug_span!("call", stream_id = admitted.stream_id(), request_id = %admitted.request_id(), peer = %via.peer, service = %admitted.permit().service());
+    let (send, recv) = match open_stream(conn, &via, limits).await {
+        Ok(s) => s,
+        Err(e) => return Err(Unanswered::Refused(admitted.refuse(e).await)),
     };
     let mut send = SendGuard::new(send);
-    let body_empty = body.is_end_stream();
     let open = open_for_request(
         parts,
-        target.service,
-        target.caller,
-        target.request_id,
-        body_empty,
+        admitted.permit().service(),
+        &open_caller(&admitted),
+        admitted.request_id(),
+        body.is_end_stream(),
     );
-    let (mut body, bytes_in) = Counted::new(body);
-    audit.count_in(bytes_in);
+    let mut body = Counted::request(body, &mut admitted);
     // A caller's body failing means the caller gave up.
     let started = send_head(
         &mut send,
@@ -107,10 +113,10 @@ where
     .await;
     let pump = match started {
         Err(e) => {
-            return Err(CallError::TunnelFailure {
+            let e = CallError::TunnelFailure {
                 reason: e.to_string(),
-            }
-            .into())
+            };
+            return Err(Unanswered::Refused(admitted.refuse(e).await));
         }
         Ok(Started::Done(outcome)) => {
             debug!(parent: &span, ?outcome, "request body done with its head");
@@ -118,6 +124,7 @@ where
         }
         Ok(Started::Pump) => {
             let wire = limits.wire;
+            // Owned by the response body (`tie`), or aborted with it.
             let task = tokio::spawn(
                 async move {
                     let outcome = pump_body(body, &mut send, &wire, codes::stream::CANCELLED).await;
@@ -130,18 +137,18 @@ where
     };
 
     let mut reader = FrameReader::new(recv, limits.wire);
-    let head_timeout = target.deadline.unwrap_or(limits.response_timeout);
+    let head_timeout = via.deadline.unwrap_or(limits.response_timeout);
     let head = match tokio::time::timeout(head_timeout, reader.next()).await {
         Ok(head) => head,
         Err(_) => {
             reader.stop(codes::stream::TIMEOUT);
-            return Err(CallError::UpstreamTimeout {
+            let e = CallError::UpstreamTimeout {
                 reason: format!(
                     "no response from '{}' within {head_timeout:?}",
-                    target.service
+                    admitted.permit().service()
                 ),
-            }
-            .into());
+            };
+            return Err(Unanswered::Refused(admitted.refuse(e).await));
         }
     };
     match head {
@@ -151,10 +158,22 @@ where
                 body = body.tie(pump);
             }
             let body = body.map_err(BoxError::from).boxed_unsync();
-            Ok(response_for_frame(*resp, body))
+            let resp = response_for_frame(*resp, body);
+            let ending = admitted.ending_mut();
+            ending.http_status = Some(resp.status().as_u16());
+            ending.grpc_status = grpc_status(resp.headers());
+            Ok(resp.map(|body| AuditedBody::new(body, admitted).boxed_unsync()))
         }
-        other => Err(head_failure(other, &mut reader, &target, "a response")),
+        other => Err(head_failure(other, &mut reader, &via, admitted, "a response").await),
     }
+}
+
+/// The `grpc-status` of a trailers-only response, if any.
+fn grpc_status(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Why a stream did not start: any answer other than RESPONSE where one
@@ -162,35 +181,48 @@ where
 /// end's refusal; another frame is a protocol violation, stopped with
 /// PROTOCOL (docs/protocol.md) rather than the NO_ERROR of a plain drop; a
 /// reset passes on; a malformed or oversized frame is stopped with the code
-/// that tells the far end why.
-fn head_failure(
+/// that tells the far end why. Closes the stream's audit trail either way.
+async fn head_failure(
     head: Result<Option<Frame>, StreamError>,
     reader: &mut FrameReader,
-    target: &Target<'_>,
+    via: &Via<'_>,
+    mut admitted: Admitted,
     awaited: &str,
-) -> OpenFailure {
-    match head {
-        Ok(Some(Frame::Refuse(r))) => CallError::from_refuse(r, target.peer, target.service).into(),
+) -> Unanswered {
+    let error = match head {
+        Ok(Some(Frame::Refuse(r))) => {
+            let e = CallError::from_refuse(r, via.peer, admitted.permit().service());
+            match (admitted.direction(), e) {
+                // The edge says "unknown service": for a workload that is
+                // an unknown upstream.
+                (Direction::Egress, CallError::UnknownService { service, .. }) => {
+                    CallError::UnknownUpstream { name: service }
+                }
+                (_, e) => e,
+            }
+        }
         Ok(Some(other)) => {
             reader.stop(codes::stream::PROTOCOL);
             CallError::TunnelFailure {
                 reason: format!("the far end sent {} before {awaited}", other.frame_type()),
             }
-            .into()
         }
         Ok(None) => CallError::TunnelFailure {
             reason: format!("tunnel stream closed before {awaited}"),
+        },
+        Err(e @ StreamError::Reset { .. }) => {
+            admitted.ending_mut().error = Some(e.to_string());
+            admitted.close().await;
+            return Unanswered::Reset(e);
         }
-        .into(),
-        Err(e @ StreamError::Reset { .. }) => OpenFailure::Reset(e),
         Err(e) => {
             reader.stop(e.code_for_peer());
             CallError::TunnelFailure {
                 reason: e.to_string(),
             }
-            .into()
         }
-    }
+    };
+    Unanswered::Refused(admitted.refuse(error).await)
 }
 
 /// Parses a gRPC `grpc-timeout` header (`<digits><unit>`).
@@ -212,101 +244,73 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// Turns the outcome of a call into what the caller receives, and closes
-/// the call's audit trail accordingly: a response streams on (its close
-/// record is written when its body ends); a refusal becomes a status (and
-/// is audited even when refused before any decision); a reset before the
-/// response head resets an HTTP/2 caller with the same reason (`Err`) and
-/// answers an HTTP/1.1 caller with 502.
-pub async fn respond(
-    result: Result<Response<HttpBody>, OpenFailure>,
-    mut audit: StreamAudit,
+/// What the caller receives for the outcome of a call: a response streams
+/// on; a refusal becomes its status; a reset before the response head
+/// resets an HTTP/2 caller with the same reason (`Err`) and answers an
+/// HTTP/1.1 caller with 502 (`upstream-reset` when the service reset it,
+/// else `tunnel-failure`). Every outcome is already audited.
+pub fn answer(
+    result: Result<Response<HttpBody>, Unanswered>,
     grpc: bool,
     h2_caller: bool,
 ) -> Result<Response<HttpBody>, BoxError> {
     match result {
-        Ok(resp) => {
-            let ending = audit.ending_mut();
-            ending.http_status = Some(resp.status().as_u16());
-            ending.grpc_status = resp
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            Ok(resp.map(|body| super::observe::AuditedBody::new(body, audit).boxed_unsync()))
+        Ok(resp) => Ok(resp),
+        Err(Unanswered::Refused(refusal)) => {
+            debug!(error = %refusal.error(), code = refusal.error().code(), "call refused");
+            Ok(refusal.to_response())
         }
-        Err(OpenFailure::Refused(e)) => {
-            debug!(error = %e, code = e.code(), "call refused");
-            if !audit.is_open() {
-                let _ = audit.open("refuse", None, Some(e.code().to_string())).await;
-            }
-            let resp = e.to_response(grpc);
-            let ending = audit.ending_mut();
-            // The status of the outcome (a gRPC caller saw 200 carrying
-            // grpc-status); both ends record the same value for one refusal.
-            ending.http_status = Some(e.http_status().as_u16());
-            ending.grpc_status = grpc.then(|| e.grpc_code());
-            ending.error = Some(e.to_string());
-            audit.close().await;
-            Ok(resp)
-        }
-        Err(OpenFailure::Reset(e)) => {
-            audit.ending_mut().error = Some(e.to_string());
-            audit.close().await;
-            if h2_caller {
-                Err(Box::new(e))
+        Err(Unanswered::Reset(e)) if h2_caller => Err(Box::new(e)),
+        Err(Unanswered::Reset(e)) => {
+            let by_service = matches!(&e, StreamError::Reset { code, .. }
+                if *code == codes::stream::UPSTREAM_RESET
+                    || code.into_inner() >= u64::from(codes::stream::H2_REASON_BASE));
+            let error = if by_service {
+                CallError::UpstreamReset {
+                    reason: format!("the service reset the stream before answering ({e})"),
+                }
             } else {
-                Ok(CallError::TunnelFailure {
+                CallError::TunnelFailure {
                     reason: e.to_string(),
                 }
-                .to_response(grpc))
-            }
+            };
+            Ok(error.to_response(grpc))
         }
     }
 }
 
-/// Opens a raw TCP stream to `target.service` and waits until the far end
-/// has connected to it (RESPONSE) or refused (REFUSE). The caller then
-/// bridges bytes with [`super::tcp::bridge`].
+/// Opens a raw TCP stream to the service `admitted` allows and waits until
+/// the far end has connected to it (RESPONSE) or refused (REFUSE). The
+/// caller then bridges bytes with [`super::tcp::bridge`].
 pub async fn open_tcp(
     conn: &quinn::Connection,
-    target: Target<'_>,
+    via: Via<'_>,
     limits: &Limits,
-    _permit: &Permit,
-) -> Result<(FrameReader, SendGuard), OpenFailure> {
-    let (send, recv) = match tokio::time::timeout(limits.handshake_timeout, conn.open_bi()).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return Err(CallError::TunnelFailure {
-                reason: e.to_string(),
-            }
-            .into())
-        }
-        Err(_) => {
-            return Err(CallError::Overloaded {
-                reason: format!("the tunnel to '{}' has no free stream", target.peer),
-            }
-            .into())
-        }
+    admitted: Admitted,
+) -> Result<(TunnelStream, Admitted), Unanswered> {
+    let (send, recv) = match open_stream(conn, &via, limits).await {
+        Ok(s) => s,
+        Err(e) => return Err(Unanswered::Refused(admitted.refuse(e).await)),
     };
     let mut send = SendGuard::new(send);
+    let service = admitted.permit().service().to_string();
     let open = crate::wire::Open {
         kind: crate::wire::StreamKind::Tcp,
-        service: target.service.to_string(),
-        request_id: target.request_id.to_string(),
-        caller: target.caller.to_string(),
+        service: service.clone(),
+        request_id: admitted.request_id().to_string(),
+        caller: open_caller(&admitted),
         traceparent: None,
         method: http::Method::CONNECT,
         scheme: "tcp".into(),
-        authority: target.service.to_string(),
+        authority: service.clone(),
         path: "/".into(),
         headers: http::HeaderMap::new(),
     };
     if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
-        return Err(CallError::TunnelFailure {
+        let e = CallError::TunnelFailure {
             reason: e.to_string(),
-        }
-        .into());
+        };
+        return Err(Unanswered::Refused(admitted.refuse(e).await));
     }
     let mut reader = FrameReader::new(recv, limits.wire);
     let head = match tokio::time::timeout(
@@ -318,19 +322,21 @@ pub async fn open_tcp(
         Ok(head) => head,
         Err(_) => {
             reader.stop(codes::stream::TIMEOUT);
-            return Err(CallError::UpstreamTimeout {
-                reason: format!("'{}' did not accept the connection in time", target.service),
-            }
-            .into());
+            let e = CallError::UpstreamTimeout {
+                reason: format!("'{service}' did not accept the connection in time"),
+            };
+            return Err(Unanswered::Refused(admitted.refuse(e).await));
         }
     };
     match head {
-        Ok(Some(Frame::Response(_))) => Ok((reader, send)),
+        Ok(Some(Frame::Response(_))) => Ok((TunnelStream { reader, send }, admitted)),
         other => Err(head_failure(
             other,
             &mut reader,
-            &target,
+            &via,
+            admitted,
             "the connection was accepted",
-        )),
+        )
+        .await),
     }
 }

@@ -3,6 +3,7 @@
 //! polled after the previous one was accepted, so a slow reader at the far
 //! end slows the source here.
 
+use super::observe::ForwardBody;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http_body::Body;
@@ -150,7 +151,7 @@ pub async fn send_head<B>(
     source_failed: VarInt,
 ) -> Result<Started, BoxError>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: ForwardBody,
     B::Error: Into<BoxError>,
 {
     let mut head_buf = BytesMut::new();
@@ -258,7 +259,7 @@ pub async fn pump_body<B>(
     source_failed: VarInt,
 ) -> PumpOutcome
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: ForwardBody,
     B::Error: Into<BoxError>,
 {
     let mut bytes = 0u64;

@@ -111,6 +111,21 @@ pub enum CallError {
         /// What is failing.
         reason: String,
     },
+    /// The request head is larger than `max_http_header_bytes`.
+    #[error("request headers of {size} bytes exceed the limit of {limit} bytes; send fewer or smaller headers")]
+    HeadersTooLarge {
+        /// The head's size, counted as an HTTP/2 header list.
+        size: usize,
+        /// The configured limit.
+        limit: u32,
+    },
+    /// The service was reached but reset the stream (or closed its
+    /// connection) before answering.
+    #[error("{reason}")]
+    UpstreamReset {
+        /// What the service did.
+        reason: String,
+    },
     /// Tether itself failed.
     #[error("internal error: {reason}")]
     Internal {
@@ -136,6 +151,8 @@ impl CallError {
             Self::Overloaded { .. } => "overloaded",
             Self::TunnelFailure { .. } => "tunnel-failure",
             Self::Unavailable { .. } => "unavailable",
+            Self::HeadersTooLarge { .. } => "headers-too-large",
+            Self::UpstreamReset { .. } => "upstream-reset",
             Self::Internal { .. } => "internal",
         }
     }
@@ -150,9 +167,10 @@ impl CallError {
             Self::TunnelOffline { .. } | Self::Overloaded { .. } | Self::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::UpstreamUnavailable { .. } | Self::TunnelFailure { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::UpstreamUnavailable { .. }
+            | Self::TunnelFailure { .. }
+            | Self::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -170,11 +188,12 @@ impl CallError {
             Self::TunnelOffline { .. }
             | Self::UpstreamUnavailable { .. }
             | Self::TunnelFailure { .. }
+            | Self::UpstreamReset { .. }
             | Self::Unavailable { .. } => grpc::UNAVAILABLE,
             Self::UpstreamTimeout { .. } => grpc::DEADLINE_EXCEEDED,
             Self::Denied { .. } => grpc::PERMISSION_DENIED,
             Self::BadRequest { .. } => grpc::INVALID_ARGUMENT,
-            Self::Overloaded { .. } => grpc::RESOURCE_EXHAUSTED,
+            Self::Overloaded { .. } | Self::HeadersTooLarge { .. } => grpc::RESOURCE_EXHAUSTED,
             Self::Internal { .. } => grpc::INTERNAL,
         }
     }
@@ -187,7 +206,10 @@ impl CallError {
                 RefuseCode::UnknownService
             }
             Self::Overloaded { .. } => RefuseCode::Overloaded,
-            Self::UpstreamUnavailable { .. } => RefuseCode::UpstreamUnavailable,
+            Self::UpstreamUnavailable { .. } | Self::UpstreamReset { .. } => {
+                RefuseCode::UpstreamUnavailable
+            }
+            Self::HeadersTooLarge { .. } => RefuseCode::BadRequest,
             Self::UpstreamTimeout { .. } => RefuseCode::UpstreamTimeout,
             Self::BadRequest { .. } => RefuseCode::BadRequest,
             Self::Unavailable { .. } => RefuseCode::Unavailable,
@@ -200,6 +222,7 @@ impl CallError {
             | Self::BadRequest { reason }
             | Self::Overloaded { reason }
             | Self::TunnelFailure { reason }
+            | Self::UpstreamReset { reason }
             | Self::Unavailable { reason }
             | Self::Internal { reason } => reason.clone(),
             other => other.to_string(),

@@ -9,7 +9,26 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{FrameReader, SendGuard, StreamError};
+use crate::admission::Admitted;
 use crate::wire::{codes, encode_data_header, Frame, WireLimits};
+
+/// Both halves of a tunnel stream confirmed for raw TCP (a RESPONSE went
+/// one way). Made only by the forwarding code, for an admitted stream.
+pub struct TunnelStream {
+    pub(crate) reader: FrameReader,
+    pub(crate) send: SendGuard,
+}
+
+/// Which side of the call the bridged socket is, so byte counts land in
+/// the right field of the close record (`bytes_in` is always what the
+/// caller sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Socket {
+    /// The caller's connection (the opening end).
+    Caller,
+    /// The service's connection (the accepting end).
+    Service,
+}
 
 /// How a bridged connection ended.
 #[derive(Debug, Default)]
@@ -91,16 +110,27 @@ async fn stream_to_socket<W: AsyncWrite + Unpin>(
 
 /// Moves bytes both ways between `io` and a tunnel stream until both
 /// directions have ended (each by FIN) or either fails. A failure resets the
-/// tunnel stream; `reset_local` tells the caller to reset the socket.
-/// `to_stream` and `from_stream` count bytes for close records.
+/// tunnel stream; `reset_local` tells the caller to reset the socket. Bytes
+/// are counted into `admitted`'s close record.
 pub async fn bridge<IO: AsyncRead + AsyncWrite + Unpin>(
     io: IO,
-    mut reader: FrameReader,
-    send: &mut SendGuard,
+    stream: TunnelStream,
     limits: &WireLimits,
-    to_stream: Arc<AtomicU64>,
-    from_stream: Arc<AtomicU64>,
+    admitted: &mut Admitted,
+    socket: Socket,
 ) -> TcpOutcome {
+    let TunnelStream {
+        mut reader,
+        mut send,
+    } = stream;
+    let send = &mut send;
+    let (to_stream, from_stream) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (inbound, outbound) = match socket {
+        Socket::Caller => (to_stream.clone(), from_stream.clone()),
+        Socket::Service => (from_stream.clone(), to_stream.clone()),
+    };
+    admitted.count_in(inbound);
+    admitted.count_out(outbound);
     let (rd, wr) = tokio::io::split(io);
     // The first failure, if any, and which way it happened.
     let failure = {

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod model;
 pub mod parse;
 pub mod pattern;
+mod permit;
 pub mod reload;
 
 use std::path::{Path, PathBuf};
@@ -20,8 +21,9 @@ use std::sync::{Arc, RwLock};
 
 pub use canonical::{canonical_authority, canonical_path, InputError};
 pub use eval::{decide, explain, RuleTrace};
-pub use model::{Decision, Effect, Outcome, Permit, Policy, Rule, Scope, Subject};
+pub use model::{Decision, Effect, Outcome, Policy, Rule, Scope, Subject};
 pub use parse::{parse_policy, PolicyErrors};
+pub use permit::{authorize, Permit};
 
 /// Loads a policy file.
 pub fn load_policy(path: &Path, scope: Scope) -> Result<Policy, PolicyErrors> {

@@ -106,19 +106,31 @@ pub enum Outcome {
     WouldDeny,
 }
 
-/// A decision with the rule that made it.
+/// A decision with the rule that made it. Only evaluation makes one
+/// (the fields are private to `policy`), so a decision read from a
+/// [`super::Permit`] or a denial is always one a policy reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Allow, deny or would-deny.
-    pub outcome: Outcome,
+    pub(super) outcome: Outcome,
     /// The deciding rule; `None` is the default deny.
-    pub rule: Option<String>,
+    pub(super) rule: Option<String>,
 }
 
 impl Decision {
     /// True if the stream may be forwarded.
     pub fn permits(&self) -> bool {
         self.outcome != Outcome::Deny
+    }
+
+    /// Allow, deny or would-deny.
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// The deciding rule; `None` is the default deny.
+    pub fn rule(&self) -> Option<&str> {
+        self.rule.as_deref()
     }
 
     /// `allow`, `deny` or `would-deny`, as written to audit records.
@@ -133,29 +145,5 @@ impl Decision {
     /// The rule id, or `default-deny`.
     pub fn rule_label(&self) -> &str {
         self.rule.as_deref().unwrap_or("default-deny")
-    }
-}
-
-/// Proof that a stream was decided on and allowed, carrying the decision.
-/// Forwarding takes one; the only way to get one is [`Permit::from_decision`],
-/// so a path that skips the decision does not compile.
-#[derive(Debug)]
-pub struct Permit {
-    decision: Decision,
-}
-
-impl Permit {
-    /// A permit for an allowing decision, or the decision back if it denies.
-    pub fn from_decision(decision: Decision) -> Result<Permit, Decision> {
-        if decision.permits() {
-            Ok(Permit { decision })
-        } else {
-            Err(decision)
-        }
-    }
-
-    /// The decision behind it (allow or would-deny) and its rule.
-    pub fn decision(&self) -> &Decision {
-        &self.decision
     }
 }

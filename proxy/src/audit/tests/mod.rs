@@ -13,7 +13,7 @@ mod writer;
 fn open_event(n: u64) -> AuditEvent {
     AuditEvent {
         event: Event::Open,
-        direction: "ingress".into(),
+        direction: crate::audit::Direction::Ingress,
         stream_id: n,
         request_id: format!("req-{n}"),
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
@@ -22,7 +22,7 @@ fn open_event(n: u64) -> AuditEvent {
         service: "orders".into(),
         method: "POST".into(),
         path: format!("/orders.v1.Orders/Get/{n}"),
-        decision: Some("allow".into()),
+        decision: Some(crate::audit::AuditDecision::Allow),
         rule: Some("billing-reads-orders".into()),
         ..Default::default()
     }

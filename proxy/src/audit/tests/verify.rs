@@ -170,7 +170,7 @@ async fn replaced_record_with_valid_hash_breaks_prev() {
     let (path, mut lines) = sample(dir.path()).await;
     let original: AuditRecord = serde_json::from_str(&lines[3]).unwrap();
     let forged = AuditRecord {
-        decision: Some("deny".into()),
+        decision: Some(crate::audit::AuditDecision::Deny),
         hash: String::new(),
         ..original
     };

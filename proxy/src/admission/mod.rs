@@ -1,0 +1,303 @@
+//! The one admission path every stream takes, at both ends and in all four
+//! flows (ingress HTTP/gRPC, ingress raw TCP, egress HTTP/gRPC, egress
+//! CONNECT), so "no byte is forwarded without a decision and a durable open
+//! record" is kept by the types instead of by each flow's discipline:
+//!
+//! ```text
+//! Pending ──refuse(error)──────────────────────────────▶ Refusal (audited)
+//!    │
+//!    └─decide(policy, subject)─▶ Permit ─(open record durable)─▶ Admitted
+//!                                  │                               │
+//!                                  └─ denied ──────────────▶ Refusal (audited)
+//! ```
+//!
+//! - A [`Pending`] is a stream that has been parsed but not decided; the
+//!   flow routes it (its own business) and either refuses it or has it
+//!   decided. Every refusal is audited (an `open` record with decision
+//!   `refuse`/`deny`, then its `close`) and carries its [`CallError`], the
+//!   one table of statuses.
+//! - Deciding evaluates the policy ([`crate::policy::authorize`], the only
+//!   maker of a [`Permit`]); opening the audit record consumes the permit
+//!   and, once the record is durable, yields [`Admitted`], which owns the
+//!   stream's close record.
+//! - Every forwarding primitive — opening the tunnel stream
+//!   ([`crate::forward::open::open_call`], [`crate::forward::open::open_tcp`]),
+//!   sending to an upstream ([`crate::upstream::Upstream::send`],
+//!   [`crate::upstream::Upstream::connect_tcp`]), bridging TCP
+//!   ([`crate::forward::tcp::bridge`]), pumping a body
+//!   ([`crate::forward::pump_body`], which takes only bodies made from an
+//!   `Admitted`) — requires an `Admitted`. `tests/compile_fail` shows that
+//!   skipping it does not compile.
+//!
+//! Audit fields are built in one place ([`fields`]), bounded alike.
+
+pub mod fields;
+pub mod validate;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use http::Response;
+
+pub use fields::StreamFields;
+
+use crate::audit::stream::{OpenTrail, Trail};
+use crate::audit::{AuditDecision, AuditLog, Direction, Ending};
+use crate::forward::{CallError, HttpBody};
+use crate::policy::{authorize, Decision, Outcome, Permit, PolicyHandle, Subject};
+
+/// Whose policy decides, for the words of a denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOwner {
+    /// The edge's ingress policy.
+    Edge,
+    /// The tunnel client's own policy (the data-plane owner's veto).
+    Tunnel,
+    /// The edge's egress policy.
+    EdgeEgress,
+    /// The tunnel client's egress policy.
+    TunnelEgress,
+}
+
+impl PolicyOwner {
+    fn possessive(self) -> &'static str {
+        match self {
+            PolicyOwner::Edge => "the edge's policy",
+            PolicyOwner::Tunnel => "the tunnel's policy",
+            PolicyOwner::EdgeEgress => "the edge's egress policy",
+            PolicyOwner::TunnelEgress => "this tunnel's egress policy",
+        }
+    }
+
+    /// The reason a denial gives: the rule, or the default deny. Names
+    /// nothing internal beyond the rule id.
+    pub fn denial(self, decision: &Decision) -> String {
+        match decision.rule() {
+            Some(rule) => format!("{} rule '{rule}' denies this call", self.possessive()),
+            None => format!("{} allows no such call (default deny)", self.possessive()),
+        }
+    }
+}
+
+/// A stream parsed but not yet decided. Its audit trail has written
+/// nothing; it ends as a [`Refusal`] or an [`Admitted`].
+pub struct Pending {
+    trail: Trail,
+    grpc: bool,
+    direction: Direction,
+}
+
+impl Pending {
+    /// Starts a stream's admission. `grpc` decides how its refusals are
+    /// answered (trailers-only status or plain HTTP status).
+    pub fn new(log: &AuditLog, grpc: bool, fields: StreamFields<'_>) -> Self {
+        Self {
+            trail: Trail::new(log.clone(), fields.event()),
+            grpc,
+            direction: fields.direction,
+        }
+    }
+
+    /// Records the service (or upstream) once the flow has routed.
+    pub fn set_service(&mut self, service: &str) {
+        self.trail.base_mut().service = fields::bounded_name(service);
+    }
+
+    /// Records the tunnel (a SPIFFE ID) once the flow has routed.
+    pub fn set_tunnel(&mut self, tunnel: &str) {
+        self.trail.base_mut().tunnel = fields::bounded_name(tunnel);
+    }
+
+    /// Replaces the recorded path (raw TCP has none of its own).
+    pub fn set_path(&mut self, path: &str) {
+        self.trail.base_mut().path = fields::bounded(path, fields::MAX_AUDIT_PATH);
+    }
+
+    /// Refuses the stream before any policy decided: an `open` record with
+    /// decision `refuse` and the error's code as reason, then its `close`.
+    pub async fn refuse(self, error: CallError) -> Refusal {
+        let grpc = self.grpc;
+        let opened = self
+            .trail
+            .open(AuditDecision::Refuse, None, Some(error.code().to_string()))
+            .await;
+        finish_refusal(opened.ok(), error, grpc).await
+    }
+
+    /// Decides the stream with `policy` on `subject`; if allowed, writes
+    /// its open record and returns [`Admitted`] once it is durable. A
+    /// denial is audited (`deny` or the rule) and refused with 403 /
+    /// PERMISSION_DENIED; an open record that cannot be written refuses
+    /// with 503 / UNAVAILABLE (fail closed).
+    pub async fn decide(
+        self,
+        policy: &PolicyHandle,
+        subject: &Subject<'_>,
+        owner: PolicyOwner,
+    ) -> Result<Admitted, Refusal> {
+        match authorize(policy, subject) {
+            Ok(permit) => self.admit(permit).await,
+            Err(decision) => {
+                let error = CallError::Denied {
+                    reason: owner.denial(&decision),
+                };
+                let grpc = self.grpc;
+                let opened = self
+                    .trail
+                    .open(
+                        AuditDecision::Deny,
+                        decision.rule(),
+                        Some(error.to_string()),
+                    )
+                    .await;
+                Err(finish_refusal(opened.ok(), error, grpc).await)
+            }
+        }
+    }
+
+    /// Opens the audit record for a permitted stream, consuming the
+    /// permit; `Admitted` exists only once the record is durable.
+    async fn admit(mut self, permit: Permit) -> Result<Admitted, Refusal> {
+        let base = self.trail.base_mut();
+        base.caller = fields::bounded_name(permit.caller());
+        base.tunnel = fields::bounded_name(permit.tunnel());
+        base.service = fields::bounded_name(permit.service());
+        let decision = match permit.decision().outcome() {
+            Outcome::WouldDeny => AuditDecision::WouldDeny,
+            Outcome::Allow | Outcome::Deny => AuditDecision::Allow,
+        };
+        let grpc = self.grpc;
+        let direction = self.direction;
+        match self
+            .trail
+            .open(decision, permit.decision().rule(), None)
+            .await
+        {
+            Ok(trail) => Ok(Admitted {
+                trail,
+                permit,
+                grpc,
+                direction,
+            }),
+            Err(e) => Err(Refusal {
+                error: CallError::Unavailable {
+                    reason: format!(
+                        "the audit log cannot be written ({e}); refusing to forward unaudited"
+                    ),
+                },
+                grpc,
+            }),
+        }
+    }
+}
+
+/// Sets a refusal's ending on its trail (if its open record was written)
+/// and closes it.
+async fn finish_refusal(trail: Option<OpenTrail>, error: CallError, grpc: bool) -> Refusal {
+    if let Some(mut trail) = trail {
+        set_refused(trail.ending_mut(), &error, grpc);
+        trail.close().await;
+    }
+    Refusal { error, grpc }
+}
+
+fn set_refused(ending: &mut Ending, error: &CallError, grpc: bool) {
+    // The status of the outcome (a gRPC caller saw 200 carrying
+    // grpc-status); both ends record the same value for one refusal.
+    ending.http_status = Some(error.http_status().as_u16());
+    ending.grpc_status = grpc.then(|| error.grpc_code());
+    ending.error = Some(error.to_string());
+}
+
+/// A stream decided on, allowed, and recorded durably: what every
+/// forwarding primitive requires. Owns the stream's close record, written
+/// when this (or the body it moved into) ends. Made only by
+/// [`Pending::decide`]; not `Clone`.
+pub struct Admitted {
+    trail: OpenTrail,
+    permit: Permit,
+    grpc: bool,
+    direction: Direction,
+}
+
+impl Admitted {
+    /// What the policy allowed: forwarding goes exactly there.
+    pub fn permit(&self) -> &Permit {
+        &self.permit
+    }
+
+    /// Which way the stream goes.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// True for gRPC calls (refusals answer with a gRPC status).
+    pub fn grpc(&self) -> bool {
+        self.grpc
+    }
+
+    /// The stream id its audit records carry, for spans.
+    pub fn stream_id(&self) -> u64 {
+        self.trail.stream_id()
+    }
+
+    /// The request id both ends' records carry.
+    pub fn request_id(&self) -> &str {
+        self.trail.request_id()
+    }
+
+    /// How the stream ended so far, for its close record.
+    pub fn ending_mut(&mut self) -> &mut Ending {
+        self.trail.ending_mut()
+    }
+
+    /// Refuses the stream after it was admitted (the service does not
+    /// exist, is unreachable, timed out; the far end refused): the close
+    /// record carries the refusal.
+    pub async fn refuse(mut self, error: CallError) -> Refusal {
+        set_refused(self.trail.ending_mut(), &error, self.grpc);
+        self.trail.close().await;
+        Refusal {
+            error,
+            grpc: self.grpc,
+        }
+    }
+
+    /// Writes the close record now (with what [`Admitted::ending_mut`]
+    /// set) and waits for it.
+    pub async fn close(self) {
+        self.trail.close().await;
+    }
+
+    /// Counts bytes from the caller (the request body; for TCP, the
+    /// caller's side of the connection).
+    pub(crate) fn count_in(&mut self, counter: Arc<AtomicU64>) {
+        self.trail.count_in(counter);
+    }
+
+    /// Counts bytes towards the caller.
+    pub(crate) fn count_out(&mut self, counter: Arc<AtomicU64>) {
+        self.trail.count_out(counter);
+    }
+}
+
+/// A refused stream, already audited: answer it with [`Refusal::to_response`]
+/// (HTTP callers) or [`Refusal::error`]'s REFUSE frame (tunnel streams).
+/// Made only by the admission path, so no refusal skips its record.
+#[derive(Debug)]
+pub struct Refusal {
+    error: CallError,
+    grpc: bool,
+}
+
+impl Refusal {
+    /// Why, with its place in the one status table.
+    pub fn error(&self) -> &CallError {
+        &self.error
+    }
+
+    /// The response an HTTP caller gets, with its `tether-error`.
+    pub fn to_response(&self) -> Response<HttpBody> {
+        self.error.to_response(self.grpc)
+    }
+}
