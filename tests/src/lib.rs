@@ -4,6 +4,7 @@
 //! - [`audit_trail`]: reading audit logs back and checking open/close pairs.
 //! - [`files`]: a dev PKI and edge/client configuration files, for what
 //!   starts Tether from files (the quick start, bench's process mode).
+//! - [`small_fs`]: a tmpfs to fill, for the fail-closed tests.
 //! - [`topology`]: starts everything on ephemeral loopback ports.
 //! - [`upstream`]: the example service (gRPC Echo plus HTTP endpoints).
 //! - [`callers`]: gRPC and HTTP clients that reach the edge over mTLS or
@@ -13,6 +14,7 @@
 pub mod audit_trail;
 pub mod callers;
 pub mod files;
+pub mod small_fs;
 pub mod topology;
 pub mod upstream;
 

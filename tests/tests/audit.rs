@@ -15,6 +15,7 @@ use proxy::policy::{parse_policy, Scope};
 use tether_tests::audit_trail::{by_stream, records};
 use tether_tests::callers::{empty, grpc_plaintext, request, HttpCaller};
 use tether_tests::pb::EchoRequest;
+use tether_tests::small_fs::SmallFs;
 use tether_tests::topology::{Options, Topology};
 use tonic::Code;
 use tunnel_client::config::{Protocol, Service};
@@ -214,55 +215,13 @@ async fn mixed_run_has_one_open_and_one_close_per_stream_at_each_end() {
     topo.shutdown().await;
 }
 
-/// A small tmpfs we can fill, or `None` where mounting is not permitted.
-struct SmallFs(PathBuf, #[allow(dead_code)] tempfile::TempDir);
-
-impl SmallFs {
-    fn mount() -> Option<Self> {
-        let dir = tempfile::tempdir().ok()?;
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        ok.then(|| SmallFs(dir.path().to_path_buf(), dir))
-    }
-
-    /// Fills the filesystem to the last byte.
-    fn fill(&self) {
-        use std::io::Write;
-        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while f.write_all(&block).is_ok() {}
-        while f.write_all(&block[..1]).is_ok() {}
-        let _ = f.sync_all();
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.0.join("filler")).unwrap();
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 async fn refuses_while_full_then_recovers(edge_side: bool) {
-    let Some(fs) = SmallFs::mount() else {
-        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
-        return;
-    };
+    let fs = SmallFs::mount().expect("a tmpfs to fill");
     let mut opts = Options::default();
     if edge_side {
-        opts.edge_audit_dir = Some(fs.0.clone());
+        opts.edge_audit_dir = Some(fs.path().to_path_buf());
     } else {
-        opts.client_audit_dir = Some(fs.0.clone());
+        opts.client_audit_dir = Some(fs.path().to_path_buf());
     }
     let topo = Topology::start_with(opts).await.unwrap();
     let mut http = HttpCaller::plaintext(topo.plaintext_addr, false)
@@ -279,7 +238,7 @@ async fn refuses_while_full_then_recovers(edge_side: bool) {
         .unwrap();
     let served = topo.upstream.observed.requests();
 
-    fs.fill();
+    fs.fill().unwrap();
     // The log's last page may still have room for a few records; once a
     // write fails, every new stream is refused while the disk stays full.
     let mut served_while_filling = 0;
@@ -334,7 +293,7 @@ async fn refuses_while_full_then_recovers(edge_side: bool) {
         assert!(!topo.client.as_ref().unwrap().audit.healthy());
     }
 
-    fs.free();
+    fs.free().unwrap();
     // Service resumes by itself: the next stream's write succeeds.
     let resp = http
         .send(request(Method::GET, &host, "/hello", empty()).unwrap())

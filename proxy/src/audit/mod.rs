@@ -26,6 +26,8 @@ mod error;
 #[cfg(test)]
 mod faults;
 mod files;
+#[cfg(feature = "testing")]
+mod hold;
 pub mod record;
 mod segment;
 mod state;
@@ -41,6 +43,8 @@ pub use chain::GENESIS_HASH;
 pub use config::{AuditConfig, Durability, DEFAULT_MAX_FILE_BYTES};
 pub use error::AuditError;
 pub use files::chain_files;
+#[cfg(feature = "testing")]
+pub use hold::AuditHold;
 pub use record::{AuditDecision, AuditEvent, AuditRecord, Direction, Event, Side};
 pub use state::AuditStats;
 pub use stream::Ending;

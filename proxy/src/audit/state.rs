@@ -25,6 +25,8 @@ pub(super) struct Shared {
     syncs: AtomicU64,
     failures: AtomicU64,
     progress: tokio::sync::Notify,
+    #[cfg(feature = "testing")]
+    pub(super) hold: std::sync::Arc<super::hold::HoldGate>,
 }
 
 impl Shared {
@@ -36,6 +38,8 @@ impl Shared {
             syncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             progress: tokio::sync::Notify::new(),
+            #[cfg(feature = "testing")]
+            hold: Default::default(),
         }
     }
 

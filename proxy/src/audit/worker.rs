@@ -112,6 +112,8 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            #[cfg(feature = "testing")]
+            self.shared.hold.wait_while_held();
             dirty |= self.process(batch);
             // Under constant load the select above may always find a request
             // ready; sync here too so the period holds.

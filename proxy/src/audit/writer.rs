@@ -189,6 +189,13 @@ impl AuditLog {
         self.shared.stats()
     }
 
+    /// Holds this log's writer before its next batch until the returned
+    /// guard is released (feature `testing`: ordering tests).
+    #[cfg(feature = "testing")]
+    pub fn hold(&self) -> super::AuditHold {
+        super::AuditHold::new(self.shared.hold.clone())
+    }
+
     /// The writer thread is gone (it panicked): nothing can be recorded.
     fn stopped(&self) -> AuditError {
         let message = "audit writer stopped";
