@@ -138,7 +138,7 @@ pub enum Started {
 }
 
 /// Sends the head frame together with whatever body frames are ready
-/// without waiting (up to [`READY_BODY_BYTES`]), in one write, and
+/// without waiting (up to `READY_BODY_BYTES`, 64 KiB), in one write, and
 /// finishes the stream when the body ended among them. A unary call then
 /// costs one write per direction instead of one per frame, and needs no
 /// task to pump its body. `Err` means the head could not be sent (the
