@@ -333,11 +333,68 @@ paths = ["/admin"]
             seen
         }));
     }
+    let (mut allowed, mut denied) = (0u32, 0u32);
     for c in callers {
-        c.await.unwrap();
+        let (a, d) = c.await.unwrap();
+        allowed += a;
+        denied += d;
+    }
+    // Both policies must have been seen in force on /headers; keep calling
+    // (the swapper still alternating) until they have, within a bound.
+    let mut http = HttpCaller::plaintext(topo.plaintext_addr, false)
+        .await
+        .unwrap();
+    let host = topo.host("web");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while allowed == 0 || denied == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only one policy was ever seen in force ({allowed} allowed, {denied} denied)"
+        );
+        let resp = http
+            .send(request(Method::GET, &host, "/headers", empty()).unwrap())
+            .await
+            .expect("stream lost");
+        match resp.status().as_u16() {
+            200 => allowed += 1,
+            403 => denied += 1,
+            other => panic!("/headers got {other}"),
+        }
+        let _ = tether_tests::upstream::collect(resp.into_body()).await;
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.await.unwrap();
     assert!(swaps > 0);
+    // Every call was decided by one of the two policies, whole: an allow of
+    // /headers names B's rule, a denial of it is A's default deny, /hello
+    // is allowed by A's or B's rule, /admin denied by B's rule or A's
+    // default deny. Nothing else.
+    let calls = 8 * 60 + u64::from(allowed + denied) - 8 * 20;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        topo.edge_audit_log.wait_written(2 * calls),
+    )
+    .await
+    .expect("every call's records");
+    let opens: Vec<_> = tether_tests::audit_trail::records(&topo.edge_audit)
+        .into_iter()
+        .filter(|r| r.event == proxy::audit::Event::Open)
+        .collect();
+    assert!(!opens.is_empty());
+    for o in &opens {
+        let decided = (
+            o.path.as_str(),
+            o.decision.map(|d| d.as_str()),
+            o.rule.as_deref(),
+        );
+        let by_a_or_b = matches!(
+            decided,
+            ("/headers", Some("allow"), Some("hello-and-headers"))
+                | ("/headers", Some("deny"), None)
+                | ("/hello", Some("allow"), Some("hello" | "hello-and-headers"))
+                | ("/admin", Some("deny"), Some("admin") | None)
+        );
+        assert!(by_a_or_b, "decided by neither policy: {decided:?}");
+    }
     topo.shutdown().await;
 }
