@@ -26,7 +26,7 @@ mod error;
 #[cfg(test)]
 mod faults;
 mod files;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 mod hold;
 pub mod record;
 mod segment;
@@ -43,7 +43,7 @@ pub use chain::GENESIS_HASH;
 pub use config::{AuditConfig, Durability, DEFAULT_MAX_FILE_BYTES};
 pub use error::AuditError;
 pub use files::chain_files;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub use hold::AuditHold;
 pub use record::{AuditDecision, AuditEvent, AuditRecord, Direction, Event, Side};
 pub use state::AuditStats;

@@ -25,7 +25,7 @@ pub(super) struct Shared {
     syncs: AtomicU64,
     failures: AtomicU64,
     progress: tokio::sync::Notify,
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     pub(super) hold: std::sync::Arc<super::hold::HoldGate>,
 }
 
@@ -38,7 +38,7 @@ impl Shared {
             syncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             progress: tokio::sync::Notify::new(),
-            #[cfg(feature = "testing")]
+            #[cfg(any(test, feature = "testing"))]
             hold: Default::default(),
         }
     }

@@ -112,7 +112,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            #[cfg(feature = "testing")]
+            #[cfg(any(test, feature = "testing"))]
             self.shared.hold.wait_while_held();
             dirty |= self.process(batch);
             // Under constant load the select above may always find a request

@@ -191,7 +191,7 @@ impl AuditLog {
 
     /// Holds this log's writer before its next batch until the returned
     /// guard is released (feature `testing`: ordering tests).
-    #[cfg(feature = "testing")]
+    #[cfg(any(test, feature = "testing"))]
     pub fn hold(&self) -> super::AuditHold {
         super::AuditHold::new(self.shared.hold.clone())
     }
@@ -201,6 +201,12 @@ impl AuditLog {
         let message = "audit writer stopped";
         self.shared.failed(message);
         AuditError::Unavailable(message.into())
+    }
+
+    /// Appends queued for the writer and not yet taken by it (tests).
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        QUEUE_CAPACITY - self.tx.capacity()
     }
 
     /// The fault switches of this log's file.
