@@ -1,6 +1,5 @@
 //! Writing: round trip, resume, group commit, rotation, durability modes.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
