@@ -207,3 +207,26 @@ pub fn request_h2(
         .version(http::Version::HTTP_2)
         .body(body)?)
 }
+
+/// `CONNECT target` through an egress listener: the status and the socket,
+/// with no tunnelled byte consumed (the head is read byte by byte).
+pub async fn connect_via(
+    egress: std::net::SocketAddr,
+    target: &str,
+) -> anyhow::Result<(u16, tokio::net::TcpStream)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(egress).await?;
+    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await?);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response head: {head:?}"))?;
+    Ok((status, tcp))
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use certs::IdentityKind;
 use http::Method;
 use rustls_pki_types::ServerName;
-use tether_tests::callers::{caller_tls, empty, request, HttpCaller};
+use tether_tests::callers::{caller_tls, connect_via, empty, request, HttpCaller};
 use tether_tests::small_fs::SmallFs;
 use tether_tests::topology::{Options, Topology};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -71,21 +71,6 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(stream: S, data: &[u8]) -> 
     tokio::join!(writer, reader).1
 }
 
-/// `CONNECT target` through the egress listener; the status and the socket.
-async fn connect_via(egress: std::net::SocketAddr, target: &str) -> (u16, TcpStream) {
-    let mut tcp = TcpStream::connect(egress).await.unwrap();
-    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        head.push(tcp.read_u8().await.unwrap());
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, tcp)
-}
-
 /// What one call of a flow did: the HTTP status (200 for a TCP connection
 /// whose bytes echoed), and the `tether-error` if any.
 #[derive(Debug, PartialEq, Eq)]
@@ -133,7 +118,7 @@ async fn call(
             tcp_outcome(&out)
         }
         Flow::EgressConnect => {
-            let (status, tcp) = connect_via(egress, "cp-tcp:5432").await;
+            let (status, tcp) = connect_via(egress, "cp-tcp:5432").await.unwrap();
             if status != 200 {
                 return Outcome {
                     status,

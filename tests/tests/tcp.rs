@@ -121,22 +121,13 @@ async fn a_service_reset_reaches_the_tcp_caller() {
 }
 
 async fn connect_via(egress: std::net::SocketAddr, target: &str) -> (u16, TcpStream) {
-    let mut tcp = TcpStream::connect(egress).await.unwrap();
-    tcp.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    // Read the response head byte by byte so no tunnelled byte is consumed.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let b = tokio::time::timeout(Duration::from_secs(10), tcp.read_u8())
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(b);
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, tcp)
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tether_tests::callers::connect_via(egress, target),
+    )
+    .await
+    .unwrap()
+    .unwrap()
 }
 
 #[tokio::test]
