@@ -23,7 +23,8 @@ use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use proxy::admission::{validate, Admitted, Pending, PolicyOwner, Refusal, StreamFields};
+use proxy::admission::validate::{self, HostRule};
+use proxy::admission::{Admitted, Pending, PolicyOwner, Refusal, StreamFields};
 use proxy::audit::Direction;
 use proxy::forward::head::{is_grpc, request_id, trace_id};
 use proxy::forward::open::{answer, grpc_timeout, open_call, open_tcp, Unanswered, Via};
@@ -86,6 +87,7 @@ fn upstream_name(parts: &http::request::Parts) -> Result<String, CallError> {
     let host = validate::authority(
         parts,
         "name an upstream: http://<upstream>/path (HTTP_PROXY) or Host: <upstream>",
+        HostRule::TargetWins,
     )?;
     proxy::upstream::validate_name(&host).map_err(|e| CallError::BadRequest {
         reason: format!("'{host}' is not an upstream name ({e}); upstreams are names the edge defines, never addresses"),

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use proxy::admission::{validate, Pending, Refusal, StreamFields};
+use proxy::admission::validate::{self, HostRule};
+use proxy::admission::{Pending, Refusal, StreamFields};
 use proxy::audit::Direction;
 use proxy::forward::head::{is_grpc, request_id, trace_id};
 use proxy::forward::open::{answer, grpc_timeout, open_call, Unanswered, Via};
@@ -83,7 +84,7 @@ where
     let (parts, body) = req.into_parts();
     let grpc = is_grpc(&parts.headers);
     let checked = validate::check_header_size(&parts, &shared.config.limits)
-        .and_then(|()| validate::authority(&parts, "request has no host"))
+        .and_then(|()| validate::authority(&parts, "request has no host", HostRule::MustAgree))
         .and_then(|host| route_for_host(&host, &shared.config.domain))
         .and_then(|route| Ok((validate::path(target, grpc)?, route)));
     let (path, route) = match checked {

@@ -49,16 +49,35 @@ pub fn check_header_size(parts: &request::Parts, limits: &Limits) -> Result<(), 
     Ok(())
 }
 
+/// What to do when a request carries both an authority in its target
+/// and a `Host` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostRule {
+    /// An origin server (the edge's ingress): the two must agree, or the
+    /// request is refused — a caller cannot route by one and be decided
+    /// by the other.
+    MustAgree,
+    /// A forward proxy (the client's egress listener): the target's
+    /// authority wins and `Host` is ignored (RFC 9112 §3.2.2).
+    TargetWins,
+}
+
 /// The authority a request addresses, validated strictly: present,
-/// agreeing with `Host` when both are given, canonical (lowercase, no
+/// agreeing with `Host` when `rule` asks, canonical (lowercase, no
 /// userinfo, a numeric port). Returns the host without port.
-pub fn authority(parts: &request::Parts, missing: &str) -> Result<String, CallError> {
+pub fn authority(
+    parts: &request::Parts,
+    missing: &str,
+    rule: HostRule,
+) -> Result<String, CallError> {
     let authority = request_authority(parts).ok_or_else(|| CallError::BadRequest {
         reason: missing.to_string(),
     })?;
-    if let (Some(uri_auth), Some(host)) =
-        (parts.uri.authority(), parts.headers.get(http::header::HOST))
-    {
+    if let (HostRule::MustAgree, Some(uri_auth), Some(host)) = (
+        rule,
+        parts.uri.authority(),
+        parts.headers.get(http::header::HOST),
+    ) {
         if !host
             .as_bytes()
             .eq_ignore_ascii_case(uri_auth.as_str().as_bytes())
