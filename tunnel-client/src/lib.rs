@@ -70,12 +70,31 @@ pub enum BuildError {
     /// The audit log could not be opened (fail closed: no audit, no tunnel).
     #[error("audit log: {0}")]
     Audit(#[from] proxy::audit::AuditError),
-    /// The admin or an egress listener could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Admin(SocketAddr, std::io::Error),
+    /// A listener (admin or egress) could not be bound.
+    #[error("cannot listen on {addr} ({listener} listener): {source}")]
+    Listen {
+        /// Which listener: `admin` or `egress`.
+        listener: &'static str,
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The local UDP socket could not be bound.
     #[error("cannot bind a UDP socket: {0}")]
     Bind(std::io::Error),
+}
+
+/// Binds one TCP listener, naming it in the error.
+fn listen(addr: SocketAddr, listener: &'static str) -> Result<tokio::net::TcpListener, BuildError> {
+    let err = |source| BuildError::Listen {
+        listener,
+        addr,
+        source,
+    };
+    let std = std::net::TcpListener::bind(addr).map_err(err)?;
+    std.set_nonblocking(true).map_err(err)?;
+    tokio::net::TcpListener::from_std(std).map_err(err)
 }
 
 /// A running client.
@@ -175,24 +194,13 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         .map_err(BuildError::Bind)?;
     let upstreams = proxy::upstream::build(&config.services, &config.limits)?;
     let admin = match config.admin_listen {
-        Some(addr) => {
-            let std = std::net::TcpListener::bind(addr).map_err(|e| BuildError::Admin(addr, e))?;
-            std.set_nonblocking(true)
-                .map_err(|e| BuildError::Admin(addr, e))?;
-            Some(tokio::net::TcpListener::from_std(std).map_err(|e| BuildError::Admin(addr, e))?)
-        }
+        Some(addr) => Some(listen(addr, "admin")?),
         None => None,
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
     let mut egress = Vec::new();
     for l in &config.egress_listeners {
-        let std =
-            std::net::TcpListener::bind(l.listen).map_err(|e| BuildError::Admin(l.listen, e))?;
-        std.set_nonblocking(true)
-            .map_err(|e| BuildError::Admin(l.listen, e))?;
-        let listener =
-            tokio::net::TcpListener::from_std(std).map_err(|e| BuildError::Admin(l.listen, e))?;
-        egress.push((listener, l.workload.clone()));
+        egress.push((listen(l.listen, "egress")?, l.workload.clone()));
     }
     let egress_addrs = egress
         .iter()
