@@ -1,6 +1,5 @@
 //! The admin listener: `/healthz` (the process is alive) and `/readyz` (it
-//! can do its job: listeners up, tunnel connected, audit log writable).
-//! Metrics and the status page join it in the operations work.
+//! can do its job: not draining, tunnel connected, audit log writable).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,11 +9,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
+
+use crate::lifecycle::Lifecycle;
 
 /// One readiness check: its name and whether it passes (with why not).
 pub type Check = (&'static str, Result<(), String>);
@@ -60,29 +60,41 @@ pub fn respond(path: &str, readiness: &Readiness) -> Response<Full<Bytes>> {
     }
 }
 
-/// Serves the admin endpoints until cancelled.
-pub async fn serve(listener: TcpListener, readiness: Readiness, cancel: CancellationToken) {
+/// The readiness check every process adds: failing once it drains, so a
+/// load balancer stops sending it new connections.
+pub fn lifecycle_check(life: &Lifecycle) -> Check {
+    let state = if life.is_draining() {
+        Err("draining: shutting down, taking no new calls".to_string())
+    } else {
+        Ok(())
+    };
+    ("lifecycle", state)
+}
+
+/// Serves the admin endpoints until the lifecycle closes: it keeps
+/// answering while the process drains, so probes see `/readyz` fail.
+/// Admin connections are not calls; the drain does not wait for them.
+pub async fn serve(listener: TcpListener, readiness: Readiness, life: Lifecycle) {
     loop {
         let tcp = tokio::select! {
             a = listener.accept() => match a {
                 Ok((tcp, _)) => tcp,
                 Err(e) => { warn!(error = %e, "admin accept failed"); continue; }
             },
-            _ = cancel.cancelled() => return,
+            _ = life.closing() => return,
         };
         let readiness = readiness.clone();
-        let cancel = cancel.clone();
-        // Ends with the connection or the process.
-        tokio::spawn(async move {
+        let conn_life = life.clone();
+        life.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let resp = respond(req.uri().path(), &readiness);
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let builder = auto::Builder::new(conn_life.task_executor());
             let conn = builder.serve_connection(TokioIo::new(tcp), svc);
             tokio::select! {
                 _ = conn => {}
-                _ = cancel.cancelled() => {}
+                _ = conn_life.closing() => {}
             }
         });
     }

@@ -81,6 +81,8 @@ pub struct RawLimits {
     pub max_http_header_bytes: Option<u32>,
     /// See [`Limits::udp_buffer_bytes`].
     pub udp_buffer_bytes: Option<u32>,
+    /// See [`Limits::shutdown_grace`].
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 impl RawLimits {
@@ -106,6 +108,7 @@ impl RawLimits {
                 .max_http_header_bytes
                 .unwrap_or(d.max_http_header_bytes),
             udp_buffer_bytes: self.udp_buffer_bytes.unwrap_or(d.udp_buffer_bytes),
+            shutdown_grace: ms(self.shutdown_grace_ms, d.shutdown_grace),
         };
         if let Err(e) = limits.validate() {
             errors.push("limits", e);

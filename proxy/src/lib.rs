@@ -7,6 +7,7 @@
 //! - [`tls`]: rustls configurations and the verifiers that enforce identity.
 //! - [`forward`]: the HTTP ⇄ tunnel-stream bridge used by edge and client.
 //! - [`limits`]: every bound, with its default and why.
+//! - [`lifecycle`]: who owns every task, and shutdown in phases.
 //! - [`telemetry`]: logging set-up.
 //! - [`ready`]: the `--ready-file` report of bound addresses.
 
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod config;
 pub mod forward;
 pub mod identity;
+pub mod lifecycle;
 pub mod limits;
 pub mod ops;
 pub mod policy;

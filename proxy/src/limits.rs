@@ -39,6 +39,10 @@ pub struct Limits {
     /// Largest HTTP request or response head accepted from callers and
     /// services (HTTP/1 buffer, HTTP/2 header list).
     pub max_http_header_bytes: u32,
+    /// How long a shutdown waits for the calls in flight before it cuts
+    /// them: 30 s matches Kubernetes' default termination grace period, so
+    /// a pod's SIGTERM drains fully before its SIGKILL.
+    pub shutdown_grace: Duration,
     /// Receive and send buffer asked for the QUIC UDP socket. 4 MiB holds
     /// a burst of handshakes and a few round trips of bulk data; the
     /// kernel caps it at `net.core.rmem_max`/`wmem_max`.
@@ -58,6 +62,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(10),
             max_http_header_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(30),
             udp_buffer_bytes: 4 * 1024 * 1024,
         }
     }

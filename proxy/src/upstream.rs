@@ -12,12 +12,12 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use rustls::RootCertStore;
 use serde::Deserialize;
 
 use crate::config::ConfigErrors;
 use crate::forward::TunnelBody;
+use crate::lifecycle::Lifecycle;
 use crate::tls::{load_identity, load_trust_bundle, TlsError, TlsIdentity};
 use crate::Limits;
 
@@ -253,14 +253,16 @@ fn http_connector(limits: &Limits) -> HttpConnector {
     http
 }
 
-/// Builds a pooled client per service.
+/// Builds a pooled client per service. Its connections' tasks belong to
+/// `life` and end when the pool is dropped.
 pub fn build(
     services: &BTreeMap<String, UpstreamSpec>,
     limits: &Limits,
+    life: &Lifecycle,
 ) -> Result<HashMap<String, Upstream>, TlsError> {
     let mut out = HashMap::new();
     for (name, svc) in services {
-        let mut builder = Client::builder(TokioExecutor::new());
+        let mut builder = Client::builder(life.task_executor());
         builder
             .http2_initial_stream_window_size(limits.stream_window)
             .http2_initial_connection_window_size(limits.connection_window)

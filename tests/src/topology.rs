@@ -381,7 +381,7 @@ impl Topology {
     /// has noticed.
     pub async fn stop_client(&mut self) {
         if let Some(c) = self.client.take() {
-            c.shutdown().await;
+            c.shutdown(std::time::Duration::ZERO).await;
         }
         self.registry.wait_offline(TUNNEL).await;
     }
@@ -389,10 +389,10 @@ impl Topology {
     /// Stops everything.
     pub async fn shutdown(mut self) {
         if let Some(c) = self.client.take() {
-            c.shutdown().await;
+            c.shutdown(std::time::Duration::ZERO).await;
         }
         if let Some(e) = self.edge.take() {
-            e.shutdown().await;
+            e.shutdown(std::time::Duration::ZERO).await;
         }
     }
 

@@ -1222,7 +1222,7 @@ async fn tunnel_down_is_tunnel_offline() {
     let _shared = PROCESS.read().await;
     let mut topo = Topology::start().await.unwrap();
     let mut state = topo.client.as_ref().unwrap().watch();
-    topo.edge.take().unwrap().shutdown().await;
+    topo.edge.take().unwrap().shutdown(Duration::ZERO).await;
     within(
         "the client notices the edge is gone",
         state.wait_for(|s| !matches!(s, TunnelState::Connected { .. })),

@@ -1,6 +1,9 @@
 //! Dialing the edge and staying connected: QUIC handshake with mutual TLS,
 //! HELLO/WELCOME registration, serving streams the edge opens, and redialing
 //! with exponential backoff and full jitter when the connection is lost.
+//! Once the client drains it dials no more: the live connection carries
+//! the calls in flight (new streams from the edge are refused with
+//! `draining`) until the client closes it with `GOING_AWAY`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +16,6 @@ use proxy::wire::codes::conn as conn_codes;
 use proxy::wire::{self, Frame, Hello, ServiceOffer, Welcome};
 use proxy::SpiffeId;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::Shared;
@@ -111,8 +113,8 @@ pub async fn connect_once(
         send.write_all(&buf)
             .await
             .map_err(|e| DialError::Protocol(e.to_string()))?;
-        // The client keeps its half of the control stream open: GOAWAY goes
-        // out on it when this client drains.
+        // The client keeps its half of the control stream open for the
+        // connection's life (dropping it would finish the stream).
         let mut reader = FrameReader::new(recv, cfg.limits.wire);
         match reader.next().await {
             Ok(Some(Frame::Welcome(w))) => Ok((w, reader, send)),
@@ -143,28 +145,26 @@ pub async fn connect_once(
     Ok((conn, edge, welcome, reader))
 }
 
-/// Serves one registered connection until it closes or `cancel` fires.
+/// Serves one registered connection until it closes or the client closes.
 async fn serve_connection(
     conn: &quinn::Connection,
     _edge: SpiffeId,
     mut control: FrameReader,
     shared: &Arc<Shared>,
-    cancel: &CancellationToken,
 ) {
     let mut control_open = true;
     loop {
         tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    let shared = shared.clone();
-                    // Each stream ends on its own; the connection closing
-                    // resets it, so it cannot outlive the connection.
-                    // Boxed first: the handler's future is ~8.7 KiB, and
-                    // tokio moves a spawned future by value several times
-                    // (callgrind: ~70 KiB of memcpy per call); a box moves
-                    // once.
-                    let handler = crate::serve::handle_stream(send, recv, shared);
-                    tokio::spawn(Box::pin(handler.in_current_span()));
+                    // A call: each stream ends on its own; the connection
+                    // closing resets it, so it cannot outlive the
+                    // connection. Boxed first: the handler's future is
+                    // ~8.7 KiB, and tokio moves a spawned future by value
+                    // several times (callgrind: ~70 KiB of memcpy per
+                    // call); a box moves once.
+                    let handler = crate::serve::handle_stream(send, recv, shared.clone());
+                    shared.life.spawn_call(Box::pin(handler.in_current_span()));
                 }
                 Err(e) => {
                     warn!(error = %e, "tunnel connection lost");
@@ -177,7 +177,7 @@ async fn serve_connection(
                 Ok(None) => control_open = false,
                 Err(_) => control_open = false,
             },
-            _ = cancel.cancelled() => {
+            _ = shared.life.closing() => {
                 conn.close(conn_codes::GOING_AWAY, b"client shutting down");
                 return;
             }
@@ -185,24 +185,26 @@ async fn serve_connection(
     }
 }
 
-/// Keeps the tunnel up until cancelled: dial, serve, back off, redial.
+/// Keeps the tunnel up until the client drains: dial, serve, back off,
+/// redial. Then serves the live connection (if any) until the client
+/// closes, closes the endpoint and waits until the close has been sent.
 pub async fn run(
     endpoint: quinn::Endpoint,
     client_cfg: quinn::ClientConfig,
     shared: Arc<Shared>,
     state: watch::Sender<TunnelState>,
-    cancel: CancellationToken,
 ) {
     let cfg = &shared.config;
+    let life = &shared.life;
     let mut attempt = 0u32;
     loop {
-        if cancel.is_cancelled() {
+        if life.is_draining() {
             break;
         }
         let _ = state.send(TunnelState::Connecting);
         let dialed = tokio::select! {
             r = connect_once(&endpoint, &client_cfg, &shared) => r,
-            _ = cancel.cancelled() => break,
+            _ = life.draining() => break,
         };
         match dialed {
             Ok((conn, edge, welcome, control)) => {
@@ -214,7 +216,7 @@ pub async fn run(
                     edge_id: welcome.edge_id.clone(),
                 });
                 let span = tracing::info_span!("edge_conn", edge = %welcome.edge_id);
-                serve_connection(&conn, edge, control, &shared, &cancel)
+                serve_connection(&conn, edge, control, &shared)
                     .instrument(span)
                     .await;
                 shared.set_connection(None);
@@ -229,10 +231,13 @@ pub async fn run(
         attempt = attempt.saturating_add(1);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = cancel.cancelled() => break,
+            _ = life.draining() => break,
         }
     }
+    // Draining with no connection (or it was lost): nothing left to serve.
+    life.closing().await;
     endpoint.close(conn_codes::GOING_AWAY, b"client shutting down");
+    endpoint.wait_idle().await;
     let _ = state.send(TunnelState::Stopped);
 }
 

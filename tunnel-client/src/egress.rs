@@ -11,7 +11,9 @@
 //! The upstream is named by the host; its port, if any, is ignored: the
 //! edge maps names to addresses, a workload never picks one. Each call is
 //! decided by the client's own egress policy and audited before it leaves,
-//! then decided and audited again at the edge.
+//! then decided and audited again at the edge. When the client drains, the
+//! listeners close and workload connections are closed gracefully; calls
+//! still arriving on them are refused with `draining`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use http::{Method, Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use proxy::admission::validate::{self, HostRule};
 use proxy::admission::{Admitted, Pending, PolicyOwner, Refusal, StreamFields};
@@ -32,18 +34,12 @@ use proxy::forward::tcp::Socket;
 use proxy::forward::{BoxError, CallError, HttpBody};
 use proxy::policy::Subject;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn, Instrument};
+use tracing::{warn, Instrument};
 
 use crate::Shared;
 
-/// Accepts workload connections on one listener until cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    workload: Option<String>,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+/// Accepts workload connections on one listener until the client drains.
+pub async fn serve(listener: TcpListener, workload: Option<String>, shared: Arc<Shared>) {
     let workload: Option<Arc<str>> = workload.map(Arc::from);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -51,30 +47,36 @@ pub async fn serve(
                 Ok(a) => a,
                 Err(e) => { warn!(error = %e, "egress accept failed"); continue; }
             },
-            _ = cancel.cancelled() => return,
+            _ = shared.life.draining() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let (shared, cancel, workload) = (shared.clone(), cancel.clone(), workload.clone());
+        let (conn_shared, workload) = (shared.clone(), workload.clone());
         let span = tracing::debug_span!("egress_conn", %remote);
-        // Ends with the connection or when the client stops.
-        tokio::spawn(
+        // A call: ends with the connection, gracefully once the client
+        // drains, or when it closes.
+        shared.life.spawn_call(
             async move {
+                let shared = conn_shared;
                 let limits = shared.config.limits;
-                let mut builder = auto::Builder::new(TokioExecutor::new());
-                builder.http1().max_buf_size(limits.http_parser_header_bytes() as usize);
+                let life = shared.life.clone();
+                let mut builder = auto::Builder::new(life.call_executor());
+                builder
+                    .http1()
+                    .max_buf_size(limits.http_parser_header_bytes() as usize);
                 builder
                     .http2()
                     .max_header_list_size(limits.http_parser_header_bytes())
                     .max_concurrent_streams(limits.max_streams);
                 // Boxed: the handler's future is kilobytes and hyper moves
                 // it into a task per request; a box is moved once.
-                let svc = service_fn(move |req| Box::pin(handle(req, workload.clone(), shared.clone())));
+                let svc =
+                    service_fn(move |req| Box::pin(handle(req, workload.clone(), shared.clone())));
                 // Upgrades: CONNECT hands the connection over to raw TCP.
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
-                tokio::select! {
-                    r = conn => if let Err(e) = r { debug!(error = %e, "workload connection ended with error") },
-                    _ = cancel.cancelled() => {}
-                }
+                proxy::lifecycle::serve_until_closed(conn, &life, "workload", |c| {
+                    c.graceful_shutdown()
+                })
+                .await;
             }
             .instrument(span),
         );
@@ -121,6 +123,7 @@ where
     };
     let pending = Pending::new(
         &shared.audit,
+        &shared.life,
         grpc && !connect,
         StreamFields {
             direction: Direction::Egress,
@@ -222,8 +225,9 @@ where
         Err(e) => return answer(Err(e), false, h2_caller),
     };
     let limits = shared.config.limits;
-    // Owned by the upgraded connection: ends when both directions have.
-    tokio::spawn(
+    // A call of its own once upgraded: ends when both directions have, or
+    // when the client closes (closing the tunnel resets the stream).
+    shared.life.spawn_call(
         async move {
             let io = match upgrade.await {
                 Ok(io) => io,

@@ -17,12 +17,15 @@ use std::sync::Arc;
 
 use std::sync::atomic::AtomicU64;
 
+use std::future::Future;
+use std::time::Duration;
+
 use proxy::audit::AuditLog;
 use proxy::identity::IdentityRule;
+use proxy::lifecycle::{Ending, Lifecycle};
 use proxy::tls::client_config;
 use proxy::wire::ALPN;
 use tokio::sync::{watch, Mutex};
-use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use dial::TunnelState;
@@ -33,7 +36,8 @@ pub struct Shared {
     pub config: Config,
     /// Pooled clients per local service.
     pub upstreams: HashMap<String, proxy::upstream::Upstream>,
-    /// Our half of the live control stream (for GOAWAY), if connected.
+    /// Our half of the live control stream, if connected: held so it
+    /// stays open for the connection's life.
     pub control_send: Mutex<Option<quinn::SendStream>>,
     /// Where every stream is recorded before it is forwarded.
     pub audit: AuditLog,
@@ -41,6 +45,8 @@ pub struct Shared {
     pub next_stream: AtomicU64,
     /// The live connection to the edge, for egress calls.
     pub conn: std::sync::Mutex<Option<quinn::Connection>>,
+    /// Owns every task of the client, and its shutdown phase.
+    pub life: Lifecycle,
 }
 
 impl Shared {
@@ -106,8 +112,7 @@ pub struct Bound {
     /// The audit log, for status and tests.
     pub audit: AuditLog,
     state: watch::Receiver<TunnelState>,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    life: Lifecycle,
 }
 
 impl Bound {
@@ -129,9 +134,10 @@ impl Bound {
         self.state.clone()
     }
 
-    /// A token that stops the client when cancelled.
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.cancel.clone()
+    /// The client's lifecycle: its phase and how many tasks and calls it
+    /// owns, for status and tests.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.life
     }
 
     /// The addresses actually bound, for `run --ready-file`: with port 0
@@ -143,15 +149,23 @@ impl Bound {
         }
     }
 
-    /// Runs until stopped.
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Shuts the client down in phases (see `proxy::lifecycle`): egress
+    /// listeners closed and new calls (from the edge or from workloads)
+    /// refused with `draining`, the calls in flight given up to `grace`,
+    /// then the tunnel closed with `GOING_AWAY`. Returns once every task
+    /// the client owns has ended.
+    pub async fn shutdown(self, grace: Duration) -> Ending {
+        self.shutdown_or_force(grace, std::future::pending()).await
     }
 
-    /// Closes the tunnel and waits for the dialer to stop.
-    pub async fn shutdown(self) {
-        self.cancel.cancel();
-        let _ = self.task.await;
+    /// [`Bound::shutdown`], cutting the wait for calls short when `force`
+    /// resolves (a second signal).
+    pub async fn shutdown_or_force(
+        self,
+        grace: Duration,
+        force: impl Future<Output = ()>,
+    ) -> Ending {
+        self.life.shutdown(grace, force).await
     }
 }
 
@@ -192,7 +206,8 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
     };
     let endpoint = proxy::udp::endpoint(bind, config.limits.udp_buffer_bytes as usize, None)
         .map_err(BuildError::Bind)?;
-    let upstreams = proxy::upstream::build(&config.services, &config.limits)?;
+    let life = Lifecycle::new();
+    let upstreams = proxy::upstream::build(&config.services, &config.limits, &life)?;
     let admin = match config.admin_listen {
         Some(addr) => Some(listen(addr, "admin")?),
         None => None,
@@ -222,11 +237,11 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         audit: audit.clone(),
         next_stream: AtomicU64::new(0),
         conn: std::sync::Mutex::new(None),
+        life: life.clone(),
     });
     let (tx, rx) = watch::channel(TunnelState::Connecting);
-    let cancel = CancellationToken::new();
     if let Some(listener) = admin {
-        let (log, state) = (audit.clone(), rx.clone());
+        let (log, state, phase) = (audit.clone(), rx.clone(), life.clone());
         let readiness: proxy::admin::Readiness = Arc::new(move || {
             let tunnel = match &*state.borrow() {
                 TunnelState::Connected { .. } => Ok(()),
@@ -239,43 +254,32 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
                     .last_error()
                     .unwrap_or_else(|| "audit log unhealthy".into()))
             };
-            vec![("tunnel", tunnel), ("audit", audit)]
+            vec![
+                proxy::admin::lifecycle_check(&phase),
+                ("tunnel", tunnel),
+                ("audit", audit),
+            ]
         });
-        // Ends when the client's cancel token fires.
-        tokio::spawn(proxy::admin::serve(listener, readiness, cancel.clone()));
+        life.spawn(proxy::admin::serve(listener, readiness, life.clone()));
     }
-    if shared.config.policy.source().is_some() {
-        // Ends when the client's cancel token fires.
-        tokio::spawn(proxy::policy::reload::watch(
-            shared.config.policy.clone(),
-            proxy::policy::reload::POLL_INTERVAL,
-            cancel.clone(),
-        ));
+    for policy in [&shared.config.policy, &shared.config.egress_policy] {
+        if policy.source().is_some() {
+            life.spawn(proxy::policy::reload::watch(
+                policy.clone(),
+                proxy::policy::reload::POLL_INTERVAL,
+                life.close_token(),
+            ));
+        }
     }
     for (listener, workload) in egress {
-        // Ends when the client's cancel token fires.
-        tokio::spawn(egress::serve(
-            listener,
-            workload,
-            shared.clone(),
-            cancel.clone(),
-        ));
+        life.spawn(egress::serve(listener, workload, shared.clone()));
     }
-    if shared.config.egress_policy.source().is_some() {
-        // Ends when the client's cancel token fires.
-        tokio::spawn(proxy::policy::reload::watch(
-            shared.config.egress_policy.clone(),
-            proxy::policy::reload::POLL_INTERVAL,
-            cancel.clone(),
-        ));
-    }
-    let task = tokio::spawn(dial::run(endpoint, client_cfg, shared, tx, cancel.clone()));
+    life.spawn(dial::run(endpoint, client_cfg, shared, tx));
     Ok(Bound {
         admin_addr,
         egress_addrs,
         audit,
         state: rx,
-        cancel,
-        task,
+        life,
     })
 }

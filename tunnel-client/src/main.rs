@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use proxy::lifecycle::signals::Signals;
 use proxy::ops::{run_audit, run_policy, AuditCommand, PolicyCommand};
 use proxy::policy::Scope;
 
@@ -18,7 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the client until SIGINT or SIGTERM.
+    /// Runs the client until SIGTERM or SIGINT, then shuts down in phases:
+    /// egress listeners closed and new calls refused (503 `draining`),
+    /// calls in flight given up to `[limits] shutdown_grace_ms` (default
+    /// 30 s) to finish, then the tunnel closed. A second signal cuts the
+    /// wait. Exits 0 once stopped.
     Run {
         /// Path to the client's TOML configuration.
         #[arg(long, short, env = "TETHER_CLIENT_CONFIG")]
@@ -90,26 +95,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { config, ready_file } => {
             let cfg = tunnel_client::Config::load(&config)?;
+            let grace = cfg.limits.shutdown_grace;
+            // Installed before anything binds, so a signal during start-up
+            // is a shutdown too, not the default kill.
+            let mut signals = Signals::install()
+                .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
             let mut bound = tunnel_client::build(cfg)?;
-            let cancel = bound.cancel_token();
-            tokio::spawn(async move {
-                proxy::telemetry::shutdown_signal().await;
-                tracing::info!("shutting down");
-                cancel.cancel();
-            });
-            if let Some(path) = ready_file {
-                // Returns early, and nothing is written, when a signal
-                // stops the client before it ever connects.
-                bound.connected().await;
-                if matches!(bound.state(), tunnel_client::TunnelState::Connected { .. }) {
-                    let target = proxy::ready::ReadyTarget::parse(&path);
-                    if let Err(e) = target.write(&bound.addresses()) {
-                        bound.shutdown().await;
-                        anyhow::bail!("cannot write --ready-file {}: {e}", path.display());
+            let signal = match ready_file {
+                Some(path) => {
+                    // A signal before the tunnel ever connects stops the
+                    // client with nothing written.
+                    let signal = tokio::select! {
+                        () = bound.connected() => None,
+                        s = signals.recv() => Some(s),
+                    };
+                    if signal.is_none() {
+                        let target = proxy::ready::ReadyTarget::parse(&path);
+                        if let Err(e) = target.write(&bound.addresses()) {
+                            bound.shutdown(std::time::Duration::ZERO).await;
+                            anyhow::bail!("cannot write --ready-file {}: {e}", path.display());
+                        }
                     }
+                    signal
                 }
-            }
-            bound.wait().await;
+                None => None,
+            };
+            let signal = match signal {
+                Some(s) => s,
+                None => signals.recv().await,
+            };
+            tracing::info!(
+                signal,
+                grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+                "shutting down: draining (a second signal forces the stop)"
+            );
+            let force = async {
+                let signal = signals.recv().await;
+                tracing::warn!(signal, "second signal: forcing the stop");
+            };
+            let ending = bound.shutdown_or_force(grace, force).await;
+            tracing::info!(%ending, "client stopped");
             Ok(())
         }
     }

@@ -31,6 +31,10 @@ impl Acceptor for Ingress {
         &self.0.audit
     }
 
+    fn lifecycle(&self) -> &proxy::lifecycle::Lifecycle {
+        &self.0.life
+    }
+
     fn next_stream_id(&self) -> u64 {
         self.0.next_stream.fetch_add(1, Ordering::Relaxed)
     }

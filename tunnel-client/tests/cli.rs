@@ -156,5 +156,5 @@ path = "audit/edge.log"
     // The listener the line names accepts connections.
     tokio::net::TcpStream::connect(egress).await.unwrap();
     child.kill().await.unwrap();
-    edge.shutdown().await;
+    edge.shutdown(Duration::ZERO).await;
 }

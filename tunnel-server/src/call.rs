@@ -48,6 +48,7 @@ where
         .to_string();
     let pending = Pending::new(
         &shared.audit,
+        &shared.life,
         grpc,
         StreamFields {
             direction: Direction::Ingress,

@@ -43,6 +43,10 @@ impl Acceptor for Egress {
         &self.shared.audit
     }
 
+    fn lifecycle(&self) -> &proxy::lifecycle::Lifecycle {
+        &self.shared.life
+    }
+
     fn next_stream_id(&self) -> u64 {
         self.shared.next_stream.fetch_add(1, Ordering::Relaxed)
     }

@@ -1,30 +1,33 @@
 //! The listeners control-plane callers use: mTLS (HTTP/1.1 and HTTP/2 on one
 //! port, negotiated by ALPN) and, for development only, plaintext on
-//! loopback with a configured caller identity.
+//! loopback with a configured caller identity. When the edge drains, the
+//! listeners close and each connection is closed gracefully (HTTP/2 GOAWAY;
+//! HTTP/1.1 after the response in flight); every caller connection is one
+//! of the calls the drain waits for.
 
 use std::sync::Arc;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use proxy::tls::tls_peer_id;
 use proxy::SpiffeId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn, Instrument};
+use tracing::{warn, Instrument};
 
 use crate::Shared;
 
 /// Serves HTTP on one accepted connection with `caller` as the identity of
 /// every request on it.
-async fn serve_http<IO>(io: IO, caller: SpiffeId, shared: Arc<Shared>, cancel: CancellationToken)
+async fn serve_http<IO>(io: IO, caller: SpiffeId, shared: Arc<Shared>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.config.limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let life = shared.life.clone();
+    let mut builder = auto::Builder::new(life.call_executor());
     builder
         .http1()
         .max_buf_size(limits.http_parser_header_bytes() as usize);
@@ -39,39 +42,35 @@ where
     let svc =
         service_fn(move |req| Box::pin(crate::call::handle(req, caller.clone(), shared.clone())));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
-    tokio::select! {
-        r = conn => if let Err(e) = r { debug!(error = %e, "caller connection ended with error") },
-        _ = cancel.cancelled() => {}
-    }
+    proxy::lifecycle::serve_until_closed(conn, &life, "caller", |c| c.graceful_shutdown()).await;
 }
 
-/// Accepts mTLS callers until cancelled. The TLS handshake runs in the
-/// connection's own task.
-pub async fn serve_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+/// Accepts mTLS callers until the edge drains (the listener is closed
+/// then). The TLS handshake runs in the connection's own task.
+pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
     loop {
         let (tcp, remote) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => { warn!(error = %e, "ingress accept failed"); continue; }
             },
-            _ = cancel.cancelled() => return,
+            _ = shared.life.draining() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, shared, cancel) = (acceptor.clone(), shared.clone(), cancel.clone());
+        let (acceptor, conn_shared) = (acceptor.clone(), shared.clone());
         let span = tracing::debug_span!("caller_conn", %remote);
-        // Ends with the connection or when the edge is cancelled.
-        tokio::spawn(
+        shared.life.spawn_call(
             async move {
+                let shared = conn_shared;
                 let handshake = tokio::time::timeout(
                     shared.config.limits.handshake_timeout,
                     acceptor.accept(tcp),
                 );
-                let tls = match handshake.await {
+                let handshake = tokio::select! {
+                    h = handshake => h,
+                    _ = shared.life.closing() => return,
+                };
+                let tls = match handshake {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         warn!(error = %e, "caller TLS handshake refused");
@@ -86,33 +85,28 @@ pub async fn serve_tls(
                     warn!("caller has no verified identity");
                     return;
                 };
-                serve_http(tls, caller, shared, cancel).await;
+                serve_http(tls, caller, shared).await;
             }
             .instrument(span),
         );
     }
 }
 
-/// Accepts plaintext callers on loopback, attributing every call to the
-/// configured development identity.
-pub async fn serve_plaintext(
-    listener: TcpListener,
-    caller: SpiffeId,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+/// Accepts plaintext callers on loopback until the edge drains,
+/// attributing every call to the configured development identity.
+pub async fn serve_plaintext(listener: TcpListener, caller: SpiffeId, shared: Arc<Shared>) {
     loop {
         let (tcp, remote) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => { warn!(error = %e, "plaintext accept failed"); continue; }
             },
-            _ = cancel.cancelled() => return,
+            _ = shared.life.draining() => return,
         };
         let _ = tcp.set_nodelay(true);
         let span = tracing::debug_span!("caller_conn", %remote, plaintext = true);
-        tokio::spawn(
-            serve_http(tcp, caller.clone(), shared.clone(), cancel.clone()).instrument(span),
-        );
+        shared
+            .life
+            .spawn_call(serve_http(tcp, caller.clone(), shared.clone()).instrument(span));
     }
 }

@@ -22,13 +22,15 @@ use std::sync::Arc;
 
 use std::sync::atomic::AtomicU64;
 
+use std::future::Future;
+use std::time::Duration;
+
 use proxy::audit::AuditLog;
 use proxy::identity::IdentityRule;
+use proxy::lifecycle::{Ending, Lifecycle};
 use proxy::tls::server_config;
 use proxy::wire::ALPN;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use config::Config;
@@ -46,6 +48,8 @@ pub struct Shared {
     pub next_stream: AtomicU64,
     /// Pooled clients for the named egress upstreams.
     pub egress_upstreams: std::collections::HashMap<String, proxy::upstream::Upstream>,
+    /// Owns every task of the edge, and its shutdown phase.
+    pub life: Lifecycle,
 }
 
 /// Why the edge could not start.
@@ -83,29 +87,32 @@ pub struct Bound {
     pub admin_addr: Option<SocketAddr>,
     /// The audit log, for status and tests.
     pub audit: AuditLog,
-    cancel: CancellationToken,
-    tasks: JoinSet<()>,
+    life: Lifecycle,
 }
 
 impl Bound {
-    /// Runs until a listener task ends or [`Bound::shutdown`] is called
-    /// from elsewhere via the token.
-    pub async fn wait(mut self) {
-        let _ = self.tasks.join_next().await;
-        self.cancel.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// Shuts the edge down in phases (see `proxy::lifecycle`): listeners
+    /// closed and new calls refused with `draining`, the calls in flight
+    /// given up to `grace`, then every tunnel closed with `GOING_AWAY`.
+    /// Returns once every task the edge owns has ended.
+    pub async fn shutdown(self, grace: Duration) -> Ending {
+        self.shutdown_or_force(grace, std::future::pending()).await
     }
 
-    /// Stops accepting, closes every tunnel with GOING_AWAY and waits for
-    /// the listeners to finish.
-    pub async fn shutdown(mut self) {
-        self.cancel.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// [`Bound::shutdown`], cutting the wait for calls short when `force`
+    /// resolves (a second signal).
+    pub async fn shutdown_or_force(
+        self,
+        grace: Duration,
+        force: impl Future<Output = ()>,
+    ) -> Ending {
+        self.life.shutdown(grace, force).await
     }
 
-    /// A token that stops this edge when cancelled (signal handlers).
-    pub fn cancel_token(&self) -> CancellationToken {
-        self.cancel.clone()
+    /// The edge's lifecycle: its phase and how many tasks and calls it
+    /// owns, for status and tests.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.life
     }
 
     /// The addresses actually bound, for `run --ready-file`: with port 0
@@ -236,7 +243,8 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         }
     }
     let audit = AuditLog::open(config.audit.clone())?;
-    let egress_upstreams = proxy::upstream::build(&config.upstreams, &config.limits)?;
+    let life = Lifecycle::new();
+    let egress_upstreams = proxy::upstream::build(&config.upstreams, &config.limits, &life)?;
     let registry = Arc::new(Registry::new(config.known_tunnels.clone()));
     info!(edge = %config.edge_id, identity = %config.identity.id, %tunnel_addr, ?ingress_addr, ?plaintext_addr, "edge listening");
     let shared = Arc::new(Shared {
@@ -245,44 +253,33 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         audit: audit.clone(),
         next_stream: AtomicU64::new(0),
         egress_upstreams,
+        life: life.clone(),
     });
-    let cancel = CancellationToken::new();
-    let mut tasks = JoinSet::new();
     for policy in [&shared.config.policy, &shared.config.egress_policy] {
         if policy.source().is_some() {
-            tasks.spawn(proxy::policy::reload::watch(
+            life.spawn(proxy::policy::reload::watch(
                 policy.clone(),
                 proxy::policy::reload::POLL_INTERVAL,
-                cancel.clone(),
+                life.close_token(),
             ));
         }
     }
-    tasks.spawn(tunnels::accept_loop(
-        endpoint,
-        shared.clone(),
-        cancel.clone(),
-    ));
+    life.spawn(tunnels::accept_loop(endpoint, shared.clone()));
     if let (Some(listener), Some(acceptor)) = (ingress, ingress_tls) {
-        tasks.spawn(ingress::serve_tls(
-            listener,
-            acceptor,
-            shared.clone(),
-            cancel.clone(),
-        ));
+        life.spawn(ingress::serve_tls(listener, acceptor, shared.clone()));
     }
     if let Some(acceptor) = tcp_tls {
         for (listener, route) in tcp_listeners {
-            tasks.spawn(tcp_ingress::serve(
+            life.spawn(tcp_ingress::serve(
                 listener,
                 acceptor.clone(),
                 route,
                 shared.clone(),
-                cancel.clone(),
             ));
         }
     }
     if let Some(listener) = admin {
-        let log = audit.clone();
+        let (log, state) = (audit.clone(), life.clone());
         let readiness: proxy::admin::Readiness = Arc::new(move || {
             let audit = if log.healthy() {
                 Ok(())
@@ -291,17 +288,12 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
                     .last_error()
                     .unwrap_or_else(|| "audit log unhealthy".into()))
             };
-            vec![("audit", audit)]
+            vec![proxy::admin::lifecycle_check(&state), ("audit", audit)]
         });
-        tasks.spawn(proxy::admin::serve(listener, readiness, cancel.clone()));
+        life.spawn(proxy::admin::serve(listener, readiness, life.clone()));
     }
     if let Some((listener, caller)) = plaintext {
-        tasks.spawn(ingress::serve_plaintext(
-            listener,
-            caller,
-            shared.clone(),
-            cancel.clone(),
-        ));
+        life.spawn(ingress::serve_plaintext(listener, caller, shared.clone()));
     }
     Ok(Bound {
         tunnel_addr,
@@ -311,7 +303,6 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         registry,
         admin_addr,
         audit,
-        cancel,
-        tasks,
+        life,
     })
 }

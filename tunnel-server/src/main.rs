@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use proxy::lifecycle::signals::Signals;
 use proxy::ops::{run_audit, run_policy, AuditCommand, PolicyCommand};
 use proxy::policy::Scope;
 
@@ -18,7 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the edge until SIGINT or SIGTERM.
+    /// Runs the edge until SIGTERM or SIGINT, then shuts down in phases:
+    /// listeners closed and new calls refused (503 `draining`), calls in
+    /// flight given up to `[limits] shutdown_grace_ms` (default 30 s) to
+    /// finish, then every tunnel closed. A second signal cuts the wait.
+    /// Exits 0 once stopped.
     Run {
         /// Path to the edge's TOML configuration.
         #[arg(long, short, env = "TETHER_EDGE_CONFIG")]
@@ -90,21 +95,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { config, ready_file } => {
             let cfg = tunnel_server::Config::load(&config)?;
+            let grace = cfg.limits.shutdown_grace;
+            // Installed before anything binds, so a signal during start-up
+            // is a shutdown too, not the default kill.
+            let mut signals = Signals::install()
+                .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
             let bound = tunnel_server::build(cfg).await?;
             if let Some(path) = ready_file {
                 let target = proxy::ready::ReadyTarget::parse(&path);
                 if let Err(e) = target.write(&bound.addresses()) {
-                    bound.shutdown().await;
+                    bound.shutdown(std::time::Duration::ZERO).await;
                     anyhow::bail!("cannot write --ready-file {}: {e}", path.display());
                 }
             }
-            let cancel = bound.cancel_token();
-            tokio::spawn(async move {
-                proxy::telemetry::shutdown_signal().await;
-                tracing::info!("shutting down");
-                cancel.cancel();
-            });
-            bound.wait().await;
+            let signal = signals.recv().await;
+            tracing::info!(
+                signal,
+                grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+                "shutting down: draining (a second signal forces the stop)"
+            );
+            let force = async {
+                let signal = signals.recv().await;
+                tracing::warn!(signal, "second signal: forcing the stop");
+            };
+            let ending = bound.shutdown_or_force(grace, force).await;
+            tracing::info!(%ending, "edge stopped");
             Ok(())
         }
     }

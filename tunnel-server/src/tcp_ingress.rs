@@ -1,7 +1,9 @@
 //! Raw TCP ingress: a TLS listener (client certificates required) whose
 //! connections are carried to one tunnel's TCP service — SSH, PostgreSQL —
 //! one QUIC stream per connection, decided and audited like any call, with
-//! half-close and resets carried through.
+//! half-close and resets carried through. When the edge drains the
+//! listener closes; connections already carried run on (they are calls)
+//! until they end or the edge closes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,20 +15,18 @@ use proxy::forward::tcp::Socket;
 use proxy::tls::tls_peer_id;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::admit::{admit, Ask};
 use crate::config::TcpIngress;
 use crate::Shared;
 
-/// Accepts TCP callers on one listener until cancelled.
+/// Accepts TCP callers on one listener until the edge drains.
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     route: TcpIngress,
     shared: Arc<Shared>,
-    cancel: CancellationToken,
 ) {
     let route = Arc::new(route);
     loop {
@@ -35,22 +35,18 @@ pub async fn serve(
                 Ok(a) => a,
                 Err(e) => { warn!(error = %e, "tcp ingress accept failed"); continue; }
             },
-            _ = cancel.cancelled() => return,
+            _ = shared.life.draining() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, shared, route, cancel) = (
-            acceptor.clone(),
-            shared.clone(),
-            route.clone(),
-            cancel.clone(),
-        );
+        let (acceptor, conn_shared, route) = (acceptor.clone(), shared.clone(), route.clone());
         let span = tracing::info_span!("tcp_conn", %remote, tunnel = %route.tunnel, service = %route.service, stream_id = tracing::field::Empty);
-        // Ends with the connection or when the edge stops.
-        tokio::spawn(
+        // A call: ends with the connection or when the edge closes.
+        shared.life.spawn_call(
             async move {
+                let shared = conn_shared;
                 tokio::select! {
                     _ = connection(tcp, acceptor, &route, &shared) => {}
-                    _ = cancel.cancelled() => {}
+                    _ = shared.life.closing() => {}
                 }
             }
             .instrument(span),
@@ -85,6 +81,7 @@ async fn connection(
     tracing::Span::current().record("stream_id", stream_id);
     let pending = Pending::new(
         &shared.audit,
+        &shared.life,
         false,
         StreamFields {
             direction: Direction::Ingress,

@@ -1,7 +1,9 @@
 //! The QUIC listener tunnel clients dial: handshake (identity verified by
 //! TLS), registration on the control stream, and the connection's life in
 //! the registry. Every handshake runs in its own task, never in the accept
-//! loop, so one slow peer cannot stall the rest.
+//! loop, so one slow peer cannot stall the rest. While the edge drains,
+//! new tunnel connections are refused and registered ones keep carrying
+//! the calls in flight; when it closes, each is closed with `GOING_AWAY`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,39 +14,42 @@ use proxy::tls::quic_peer_id;
 use proxy::wire::codes::conn as conn_codes;
 use proxy::wire::{self, ControlError, Frame, PeerLimits, RefuseCode, Welcome};
 use proxy::SpiffeId;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::route::validate_label;
 use crate::Shared;
 
-/// Accepts connections until `cancel` fires, then closes the endpoint.
-pub async fn accept_loop(
-    endpoint: quinn::Endpoint,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+/// Accepts connections until the edge closes (refusing them while it
+/// drains), then closes the endpoint and waits until every connection's
+/// close has been sent.
+pub async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    let life = &shared.life;
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => i,
-            _ = cancel.cancelled() => break,
+            _ = life.closing() => break,
         };
         let Some(incoming) = incoming else { break };
+        if life.is_draining() {
+            debug!(remote = %incoming.remote_address(), "edge draining: tunnel connection refused");
+            incoming.refuse();
+            continue;
+        }
         let remote = incoming.remote_address();
         let span = tracing::info_span!("tunnel_conn", %remote);
-        // Owned by the cancel token: the task ends when the edge stops.
-        tokio::spawn(handle_connection(incoming, shared.clone(), cancel.clone()).instrument(span));
+        life.spawn(handle_connection(incoming, shared.clone()).instrument(span));
     }
     endpoint.close(conn_codes::GOING_AWAY, b"edge shutting down");
+    endpoint.wait_idle().await;
 }
 
-async fn handle_connection(
-    incoming: quinn::Incoming,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let limits = shared.config.limits;
-    let conn = match tokio::time::timeout(limits.handshake_timeout, incoming).await {
+    let handshake = tokio::select! {
+        h = tokio::time::timeout(limits.handshake_timeout, incoming) => h,
+        _ = shared.life.closing() => return,
+    };
+    let conn = match handshake {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             warn!(error = %e, "tunnel handshake refused");
@@ -66,13 +71,18 @@ async fn handle_connection(
         return;
     };
     tracing::Span::current().record("tunnel", name.as_str());
-    let registration = tokio::time::timeout(
-        limits.handshake_timeout,
-        register(&conn, &shared, &name, &identity),
-    )
-    .await;
+    let registration = tokio::select! {
+        r = tokio::time::timeout(
+            limits.handshake_timeout,
+            register(&conn, &shared, &name, &identity),
+        ) => r,
+        _ = shared.life.closing() => {
+            conn.close(conn_codes::GOING_AWAY, b"edge shutting down");
+            return;
+        }
+    };
     // The edge's half of the control stream stays open for the life of the
-    // connection: GOAWAY goes out on it when the edge drains.
+    // connection (dropping it would finish the stream).
     let (reg_id, control, _control_send) = match registration {
         Ok(Ok(r)) => r,
         Ok(Err(reason)) => {
@@ -87,7 +97,7 @@ async fn handle_connection(
         }
     };
     info!(tunnel = %name, identity = %identity, "tunnel registered");
-    serve_registered(&conn, control, &shared, &identity, &cancel).await;
+    serve_registered(&conn, control, &shared, &identity).await;
     shared.registry.deregister(&name, reg_id);
     info!(tunnel = %name, reason = ?conn.close_reason(), "tunnel disconnected");
 }
@@ -175,14 +185,14 @@ async fn refuse(
     Err(message)
 }
 
-/// Keeps a registered connection until it closes or the edge stops.
-/// Streams the client opens are its workloads' egress calls.
+/// Keeps a registered connection until it closes or the edge closes.
+/// Streams the client opens are its workloads' egress calls (refused with
+/// `draining` by the admission path once the edge drains).
 async fn serve_registered(
     conn: &quinn::Connection,
     mut control: FrameReader,
     shared: &Arc<Shared>,
     identity: &SpiffeId,
-    cancel: &CancellationToken,
 ) {
     let mut control_open = true;
     loop {
@@ -208,17 +218,18 @@ async fn serve_registered(
                         shared: shared.clone(),
                         tunnel: identity.clone(),
                     };
-                    // Ends with the stream; the connection closing resets it.
-                    // Boxed: the handler's future is kilobytes, and a
-                    // spawned future is moved by value several times.
+                    // A call: ends with the stream, and the connection
+                    // closing resets it. Boxed: the handler's future is
+                    // kilobytes, and a spawned future is moved by value
+                    // several times.
                     let handler = async move {
                         proxy::forward::accept::serve_stream(send, recv, &egress).await
                     };
-                    tokio::spawn(Box::pin(handler.in_current_span()));
+                    shared.life.spawn_call(Box::pin(handler.in_current_span()));
                 }
                 Err(_) => return,
             },
-            _ = cancel.cancelled() => {
+            _ = shared.life.closing() => {
                 conn.close(conn_codes::GOING_AWAY, b"edge shutting down");
                 return;
             }

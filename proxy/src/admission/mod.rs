@@ -44,6 +44,7 @@ pub use fields::StreamFields;
 use crate::audit::stream::{OpenTrail, Trail};
 use crate::audit::{AuditDecision, AuditLog, Direction, Ending};
 use crate::forward::{CallError, HttpBody};
+use crate::lifecycle::Lifecycle;
 use crate::policy::{authorize, Decision, Outcome, Permit, PolicyHandle, Subject};
 
 /// Whose policy decides, for the words of a denial.
@@ -60,6 +61,21 @@ pub enum PolicyOwner {
 }
 
 impl PolicyOwner {
+    /// The refusal a call gets once this side is shutting down.
+    fn draining(self) -> CallError {
+        let reason = match self {
+            PolicyOwner::Edge | PolicyOwner::EdgeEgress => {
+                "the edge is shutting down and takes no new calls; retry (another edge, or this one once restarted, takes the call)"
+            }
+            PolicyOwner::Tunnel | PolicyOwner::TunnelEgress => {
+                "the tunnel client is shutting down and takes no new calls; retry (another connection of the tunnel, or this client once restarted, takes the call)"
+            }
+        };
+        CallError::Draining {
+            reason: reason.to_string(),
+        }
+    }
+
     fn possessive(self) -> &'static str {
         match self {
             PolicyOwner::Edge => "the edge's policy",
@@ -83,16 +99,19 @@ impl PolicyOwner {
 /// nothing; it ends as a [`Refusal`] or an [`Admitted`].
 pub struct Pending {
     trail: Trail,
+    life: Lifecycle,
     grpc: bool,
     direction: Direction,
 }
 
 impl Pending {
     /// Starts a stream's admission. `grpc` decides how its refusals are
-    /// answered (trailers-only status or plain HTTP status).
-    pub fn new(log: &AuditLog, grpc: bool, fields: StreamFields<'_>) -> Self {
+    /// answered (trailers-only status or plain HTTP status); `life` is the
+    /// process's lifecycle: once it drains, deciding refuses.
+    pub fn new(log: &AuditLog, life: &Lifecycle, grpc: bool, fields: StreamFields<'_>) -> Self {
         Self {
             trail: Trail::new(log.clone(), fields.event()),
+            life: life.clone(),
             grpc,
             direction: fields.direction,
         }
@@ -128,13 +147,18 @@ impl Pending {
     /// its open record and returns [`Admitted`] once it is durable. A
     /// denial is audited (`deny` or the rule) and refused with 403 /
     /// PERMISSION_DENIED; an open record that cannot be written refuses
-    /// with 503 / UNAVAILABLE (fail closed).
+    /// with 503 / UNAVAILABLE (fail closed). Once the process drains,
+    /// every stream is refused here with the retryable `draining`
+    /// (503 / UNAVAILABLE) before any policy is asked.
     pub async fn decide(
         self,
         policy: &PolicyHandle,
         subject: &Subject<'_>,
         owner: PolicyOwner,
     ) -> Result<Admitted, Refusal> {
+        if self.life.is_draining() {
+            return Err(self.refuse(owner.draining()).await);
+        }
         match authorize(policy, subject) {
             Ok(permit) => self.admit(permit).await,
             Err(decision) => {
@@ -166,16 +190,17 @@ impl Pending {
             Outcome::WouldDeny => AuditDecision::WouldDeny,
             Outcome::Allow | Outcome::Deny => AuditDecision::Allow,
         };
-        let grpc = self.grpc;
-        let direction = self.direction;
-        match self
-            .trail
-            .open(decision, permit.decision().rule(), None)
-            .await
-        {
+        let Pending {
+            trail,
+            life,
+            grpc,
+            direction,
+        } = self;
+        match trail.open(decision, permit.decision().rule(), None).await {
             Ok(trail) => Ok(Admitted {
                 trail,
                 permit,
+                life,
                 grpc,
                 direction,
             }),
@@ -216,6 +241,7 @@ fn set_refused(ending: &mut Ending, error: &CallError, grpc: bool) {
 pub struct Admitted {
     trail: OpenTrail,
     permit: Permit,
+    life: Lifecycle,
     grpc: bool,
     direction: Direction,
 }
@@ -224,6 +250,12 @@ impl Admitted {
     /// What the policy allowed: forwarding goes exactly there.
     pub fn permit(&self) -> &Permit {
         &self.permit
+    }
+
+    /// The lifecycle the stream belongs to: work it spawns (a request body
+    /// pump, a TCP bridge) is one of its calls.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.life
     }
 
     /// Which way the stream goes.

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::admission::{validate, Admitted, Pending, PolicyOwner, Refusal, StreamFields};
 use crate::audit::{AuditLog, Direction};
+use crate::lifecycle::Lifecycle;
 use crate::policy::{PolicyHandle, Subject};
 use crate::upstream::Upstream;
 use crate::wire::{self, Frame, Open, StreamKind};
@@ -41,6 +42,8 @@ pub trait Acceptor: Send + Sync {
     fn limits(&self) -> &Limits;
     /// Where streams are audited.
     fn audit_log(&self) -> &AuditLog;
+    /// The process's lifecycle: once it drains, streams are refused.
+    fn lifecycle(&self) -> &Lifecycle;
     /// A fresh process-local stream number, for audit records and spans.
     fn next_stream_id(&self) -> u64;
     /// Which way streams accepted here go.
@@ -127,6 +130,7 @@ async fn admit<A: Acceptor>(
     let trace_id = open_trace_id(open);
     let pending = Pending::new(
         acceptor.audit_log(),
+        acceptor.lifecycle(),
         grpc,
         StreamFields {
             direction: acceptor.direction(),

@@ -124,8 +124,9 @@ where
         }
         Ok(Started::Pump) => {
             let wire = limits.wire;
-            // Owned by the response body (`tie`), or aborted with it.
-            let task = tokio::spawn(
+            // Owned by the response body (`tie`), or aborted with it; one
+            // of the lifecycle's calls until then.
+            let task = admitted.lifecycle().spawn_call(
                 async move {
                     let outcome = pump_body(body, &mut send, &wire, codes::stream::CANCELLED).await;
                     debug!(?outcome, "request body done");

@@ -119,6 +119,14 @@ pub enum CallError {
         /// The configured limit.
         limit: u32,
     },
+    /// The process is shutting down: it takes no new calls. Retryable: the
+    /// call has not started, and another edge (or this one, restarted)
+    /// will take it.
+    #[error("{reason}")]
+    Draining {
+        /// Which end is shutting down and what to do.
+        reason: String,
+    },
     /// The service was reached but reset the stream (or closed its
     /// connection) before answering.
     #[error("{reason}")]
@@ -153,6 +161,7 @@ impl CallError {
             Self::Unavailable { .. } => "unavailable",
             Self::HeadersTooLarge { .. } => "headers-too-large",
             Self::UpstreamReset { .. } => "upstream-reset",
+            Self::Draining { .. } => "draining",
             Self::Internal { .. } => "internal",
         }
     }
@@ -164,9 +173,10 @@ impl CallError {
             | Self::UnknownTunnel { .. }
             | Self::UnknownService { .. }
             | Self::UnknownUpstream { .. } => StatusCode::NOT_FOUND,
-            Self::TunnelOffline { .. } | Self::Overloaded { .. } | Self::Unavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::TunnelOffline { .. }
+            | Self::Overloaded { .. }
+            | Self::Unavailable { .. }
+            | Self::Draining { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnavailable { .. }
             | Self::TunnelFailure { .. }
             | Self::UpstreamReset { .. } => StatusCode::BAD_GATEWAY,
@@ -189,7 +199,8 @@ impl CallError {
             | Self::UpstreamUnavailable { .. }
             | Self::TunnelFailure { .. }
             | Self::UpstreamReset { .. }
-            | Self::Unavailable { .. } => grpc::UNAVAILABLE,
+            | Self::Unavailable { .. }
+            | Self::Draining { .. } => grpc::UNAVAILABLE,
             Self::UpstreamTimeout { .. } => grpc::DEADLINE_EXCEEDED,
             Self::Denied { .. } => grpc::PERMISSION_DENIED,
             Self::BadRequest { .. } => grpc::INVALID_ARGUMENT,
@@ -213,6 +224,7 @@ impl CallError {
             Self::UpstreamTimeout { .. } => RefuseCode::UpstreamTimeout,
             Self::BadRequest { .. } => RefuseCode::BadRequest,
             Self::Unavailable { .. } => RefuseCode::Unavailable,
+            Self::Draining { .. } => RefuseCode::Draining,
             _ => RefuseCode::Internal,
         };
         let message = match self {
@@ -224,6 +236,7 @@ impl CallError {
             | Self::TunnelFailure { reason }
             | Self::UpstreamReset { reason }
             | Self::Unavailable { reason }
+            | Self::Draining { reason }
             | Self::Internal { reason } => reason.clone(),
             other => other.to_string(),
         };
@@ -245,6 +258,7 @@ impl CallError {
             RefuseCode::UpstreamTimeout => Self::UpstreamTimeout { reason },
             RefuseCode::BadRequest => Self::BadRequest { reason },
             RefuseCode::Unavailable => Self::Unavailable { reason },
+            RefuseCode::Draining => Self::Draining { reason },
             RefuseCode::Internal | RefuseCode::Unsupported => Self::Internal { reason },
         }
     }

@@ -298,7 +298,7 @@ impl<'a> Reader<'a> {
 
     fn code(&mut self) -> Result<RefuseCode, WireError> {
         let b = self.u8("code")?;
-        RefuseCode::from_wire(b).ok_or_else(|| self.malformed("code", "unknown code (1..=8)"))
+        RefuseCode::from_wire(b).ok_or_else(|| self.malformed("code", "unknown code (1..=10)"))
     }
 
     fn headers(&mut self, limits: &WireLimits) -> Result<HeaderMap, WireError> {

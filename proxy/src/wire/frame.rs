@@ -114,6 +114,9 @@ pub enum RefuseCode {
     /// The acceptor cannot serve any stream now (its audit log cannot be
     /// written); retry later.
     Unavailable = 9,
+    /// The acceptor is shutting down and takes no new streams; the stream
+    /// was not started, so retrying (on another connection) is safe.
+    Draining = 10,
 }
 
 impl RefuseCode {
@@ -129,6 +132,7 @@ impl RefuseCode {
             7 => Self::UpstreamTimeout,
             8 => Self::Unsupported,
             9 => Self::Unavailable,
+            10 => Self::Draining,
             _ => return None,
         })
     }

@@ -127,7 +127,8 @@ fn every_frame_type_round_trips() {
     for f in sample_frames() {
         round_trip(&f);
     }
-    for code in 1..=8 {
+    assert_eq!(RefuseCode::from_wire(11), None);
+    for code in 1..=10 {
         let code = RefuseCode::from_wire(code).unwrap();
         round_trip(&Frame::Refuse(Refuse {
             code,
@@ -406,7 +407,7 @@ fn bad_status_is_refused() {
 #[test]
 fn unknown_codes_and_enums_are_refused() {
     for ty in [0x04, 0x12] {
-        for code in [0, 10, 0xff] {
+        for code in [0, 11, 0xff] {
             let mut p = vec![code];
             s(&mut p, b"m");
             assert_eq!(malformed(&raw(ty, &p)).0, "code");

@@ -6,6 +6,7 @@ fn main() {
     let _ = Admitted {
         trail: todo!(),
         permit: todo!(),
+        life: proxy::lifecycle::Lifecycle::new(),
         grpc: false,
         direction: proxy::audit::Direction::Ingress,
     };

@@ -320,16 +320,31 @@ async fn main() -> anyhow::Result<()> {
         dir.display()
     );
 
+    let grace = proxy::Limits::default().shutdown_grace;
     if args.exit_after_demo {
-        client.shutdown().await;
-        edge.shutdown().await;
+        client.shutdown(grace).await;
+        edge.shutdown(grace).await;
         return Ok(());
     }
     println!();
     println!("Serving until Ctrl-C.");
-    proxy::telemetry::shutdown_signal().await;
-    client.shutdown().await;
-    edge.shutdown().await;
+    let mut signals = proxy::lifecycle::signals::Signals::install()?;
+    signals.recv().await;
+    println!("Draining (calls in flight get up to {grace:?}; Ctrl-C again to stop now).");
+    let ending = client
+        .shutdown_or_force(grace, async {
+            signals.recv().await;
+        })
+        .await;
+    // Forced once is forced for both.
+    let grace = match ending {
+        proxy::lifecycle::Ending::Forced { .. } => std::time::Duration::ZERO,
+        _ => grace,
+    };
+    edge.shutdown_or_force(grace, async {
+        signals.recv().await;
+    })
+    .await;
     drop((up, cp));
     Ok(())
 }
