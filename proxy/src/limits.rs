@@ -40,8 +40,9 @@ pub struct Limits {
     /// services (HTTP/1 buffer, HTTP/2 header list).
     pub max_http_header_bytes: u32,
     /// How long a shutdown waits for the calls in flight before it cuts
-    /// them: 30 s matches Kubernetes' default termination grace period, so
-    /// a pod's SIGTERM drains fully before its SIGKILL.
+    /// them. 30 s is Kubernetes' default termination grace period too, so
+    /// with both defaults SIGKILL can land as the wait ends: set the
+    /// orchestrator's grace above this (docs/operations.md).
     pub shutdown_grace: Duration,
     /// Receive and send buffer asked for the QUIC UDP socket. 4 MiB holds
     /// a burst of handshakes and a few round trips of bulk data; the

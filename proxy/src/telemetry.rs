@@ -14,8 +14,10 @@ pub fn init(default_filter: &str) {
         .try_init();
 }
 
-/// Resolves on SIGINT or SIGTERM, so binaries stop the same way under a
-/// terminal and under an orchestrator.
+/// Resolves on SIGINT or SIGTERM, so a binary stops the same way under a
+/// terminal and under an orchestrator (bench's example upstream).
+/// `tunnel-server` and `tunnel-client` use `lifecycle::signals::Signals`
+/// instead, which also delivers the second signal that forces a stop.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {

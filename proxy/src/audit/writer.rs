@@ -154,7 +154,8 @@ impl AuditLog {
     }
 
     /// Fsyncs every record appended before this call, whatever the
-    /// durability mode; for shutdown of `Interval` and `None` logs.
+    /// durability mode. The binaries do not call it when they stop; the
+    /// writer fsyncs an `Interval` log once its last handle is dropped.
     pub async fn sync(&self) -> Result<(), AuditError> {
         let (reply, rx) = oneshot::channel();
         self.tx

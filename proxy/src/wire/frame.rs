@@ -83,7 +83,9 @@ pub struct Welcome {
     pub limits: PeerLimits,
 }
 
-/// Stop opening new streams on this connection (drain).
+/// Stop opening new streams on this connection (drain). Defined and
+/// decoded, but neither end sends it; a receiver only logs the reason. A
+/// shutdown is REFUSE `Draining` and then the `GOING_AWAY` close.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoAway {
     /// Why, for logs.
