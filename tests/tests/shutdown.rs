@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
-use proxy::audit::Durability;
+use proxy::audit::{verify_files, Durability};
 use serde_json::Value;
+use tether_tests::audit_trail::{by_stream, records};
 use tether_tests::callers::{empty, grpc_plaintext, request, HttpCaller};
 use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies};
 use tether_tests::pb::echo_client::EchoClient;
@@ -433,6 +434,18 @@ async fn the_grace_period_bounds_the_drain() {
     assert!(log.contains("the grace period ended with"), "{log}");
     assert!(log.contains("edge stopped"), "{log}");
     assert!(call.ended().await.is_err(), "a cut call must not end OK");
+    // The cut call's close record was queued as the edge stopped; the
+    // edge flushed it before exiting, so the log is whole.
+    let path = d._dir.path().join("audit/edge.log");
+    let trail = records(&path);
+    let streams = by_stream(&trail);
+    assert!(
+        streams
+            .values()
+            .any(|(open, close)| open.path.ends_with("/Bidi") && close.error.is_some()),
+        "the cut call has its close record: {trail:?}"
+    );
+    verify_files(&[path]).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,7 +165,20 @@ impl Bound {
         grace: Duration,
         force: impl Future<Output = ()>,
     ) -> Ending {
-        self.life.shutdown(grace, force).await
+        let ending = self.life.shutdown(grace, force).await;
+        // Every record queued so far (the close records of the calls that
+        // just ended or were cut included) is on disk before the process
+        // exits: the writer handles requests in order. A disk that hangs
+        // gets the grace period again (at least a second), not forever.
+        let flush_bound = grace.max(Duration::from_secs(1));
+        match tokio::time::timeout(flush_bound, self.audit.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the audit log could not be flushed at shutdown")
+            }
+            Err(_) => tracing::error!("the audit log did not flush within the grace period"),
+        }
+        ending
     }
 }
 

@@ -154,8 +154,8 @@ impl AuditLog {
     }
 
     /// Fsyncs every record appended before this call, whatever the
-    /// durability mode. The binaries do not call it when they stop; the
-    /// writer fsyncs an `Interval` log once its last handle is dropped.
+    /// durability mode: both binaries call it as the last step of a
+    /// shutdown, so no queued record is lost when the process exits.
     pub async fn sync(&self) -> Result<(), AuditError> {
         let (reply, rx) = oneshot::channel();
         self.tx
