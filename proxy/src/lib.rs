@@ -22,6 +22,7 @@ pub mod limits;
 pub mod ops;
 pub mod policy;
 pub mod ready;
+pub mod reset_key;
 pub mod telemetry;
 pub mod tls;
 pub mod udp;

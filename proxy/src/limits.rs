@@ -31,10 +31,14 @@ pub struct Limits {
     /// Connecting to a local service or upstream.
     pub connect_timeout: Duration,
     /// A QUIC connection with no traffic (keepalives included) for this long
-    /// is dead.
+    /// is dead. 15 s rides out a short outage of the path (a blackhole of a
+    /// few seconds, a NAT rebinding) while a dead edge is found well before
+    /// the 30 s a caller would wait.
     pub idle_timeout: Duration,
-    /// Keepalive interval; well under the idle timeout and typical NAT
-    /// binding lifetimes (30 s).
+    /// Keepalive interval. 1 s bounds how long a client takes to learn its
+    /// edge restarted: its next packet draws a stateless reset
+    /// ([`crate::reset_key`]) and it redials at once. Each keepalive is one
+    /// ~40-byte packet and its acknowledgement.
     pub keepalive: Duration,
     /// Largest HTTP request or response head accepted from callers and
     /// services (HTTP/1 buffer, HTTP/2 header list).
@@ -60,8 +64,8 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
-            keepalive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15),
+            keepalive: Duration::from_secs(1),
             max_http_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             udp_buffer_bytes: 4 * 1024 * 1024,

@@ -30,16 +30,29 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
 }
 
 /// A QUIC endpoint on a socket from [`bind`]: a server when `server` is
-/// given, else a client endpoint.
+/// given, else a client endpoint (whose stateless-reset key does not need
+/// to outlive the process: see [`endpoint_with`]).
 pub fn endpoint(
     addr: SocketAddr,
     buffer_bytes: usize,
     server: Option<quinn::ServerConfig>,
 ) -> io::Result<quinn::Endpoint> {
+    endpoint_with(addr, buffer_bytes, server, quinn::EndpointConfig::default())
+}
+
+/// [`endpoint`] with an explicit endpoint configuration: the edge passes
+/// one whose stateless-reset key survives restarts
+/// ([`crate::reset_key`]).
+pub fn endpoint_with(
+    addr: SocketAddr,
+    buffer_bytes: usize,
+    server: Option<quinn::ServerConfig>,
+    config: quinn::EndpointConfig,
+) -> io::Result<quinn::Endpoint> {
     let socket = bind(addr, buffer_bytes)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| io::Error::other("no async runtime for the QUIC endpoint"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+    quinn::Endpoint::new(config, server, socket, runtime)
 }
 
 #[cfg(test)]

@@ -236,6 +236,8 @@ impl Topology {
             tunnel_listen: "127.0.0.1:0".parse()?,
             known_tunnels: opts.known_tunnels.clone(),
             max_egress_streams: tunnel_server::config::DEFAULT_MAX_EGRESS_STREAMS,
+            stateless_reset_key_file: None,
+            stateless_reset_interval: tunnel_server::config::DEFAULT_STATELESS_RESET_INTERVAL,
             domain: DOMAIN.into(),
             ingress_listen: Some("127.0.0.1:0".parse()?),
             plaintext: Some(("127.0.0.1:0".parse()?, SpiffeId::parse(DEV_CALLER)?)),
@@ -344,6 +346,8 @@ impl Topology {
             labels: BTreeMap::new(),
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
+            dial_timeout: Duration::from_secs(1),
+            stable_after: Duration::from_secs(5),
             policy: PolicyHandle::new(opts.client_policy.clone(), None),
             egress_policy: PolicyHandle::new(opts.client_egress_policy.clone(), None),
             egress_listeners: vec![tunnel_client::config::EgressListener {

@@ -5,38 +5,29 @@
 //! second signal cuts it short. And in process: once `shutdown` returns,
 //! no task of the edge or the client is left on the runtime.
 //!
-//! The process tests need the debug `tunnel-server` and `tunnel-client`
-//! binaries: `cargo test --workspace` builds them (both packages have
-//! integration tests); alone, run `cargo build -p tunnel-server -p
-//! tunnel-client` first. Every wait is on an event (a log line, a reply,
-//! the process's exit), bounded so a hang fails instead of stalling.
+//! The process tests run the debug binaries through
+//! [`tether_tests::process`]. Every wait is on an event (a log line, a
+//! reply, the process's exit), bounded so a hang fails instead of stalling.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use http::Method;
 use proxy::audit::{verify_files, Durability};
-use serde_json::Value;
 use tether_tests::audit_trail::{by_stream, records};
 use tether_tests::callers::{empty, grpc_plaintext, request, HttpCaller};
 use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies};
 use tether_tests::pb::echo_client::EchoClient;
 use tether_tests::pb::EchoRequest;
+use tether_tests::process::{Process, PATIENCE};
 use tether_tests::topology::Topology;
 use tether_tests::upstream::{self, Upstream};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-
-/// Bounds every wait for a process: far above what any step takes, so
-/// only a hang reaches it.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 const ECHO_HOST: &str = "echo.demo.tunnel.local";
 
@@ -44,123 +35,6 @@ const LOCALHOST_ANY: &str = "127.0.0.1:0";
 
 fn any() -> SocketAddr {
     LOCALHOST_ANY.parse().unwrap()
-}
-
-/// Where cargo put the binaries: this test runs from `target/<profile>/deps`.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} missing: run `cargo build -p tunnel-server -p tunnel-client` \
-         (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
-}
-
-/// A process's log lines as they arrive, so a test can wait for one.
-#[derive(Default)]
-struct Log {
-    lines: Mutex<Vec<String>>,
-    grew: Notify,
-}
-
-impl Log {
-    fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn has(&self, needle: &str) -> bool {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(needle))
-    }
-
-    /// Waits until a line containing `needle` was logged.
-    async fn wait_for(&self, needle: &str) {
-        let wait = async {
-            loop {
-                let grew = self.grew.notified();
-                if self.has(needle) {
-                    return;
-                }
-                grew.await;
-            }
-        };
-        if tokio::time::timeout(PATIENCE, wait).await.is_err() {
-            panic!("no log line with {needle:?}; the log:\n{}", self.text());
-        }
-    }
-}
-
-/// A running `tunnel-server` or `tunnel-client`, killed if the test fails.
-struct Process {
-    child: tokio::process::Child,
-    ready: Value,
-    log: Arc<Log>,
-}
-
-impl Process {
-    /// Runs `binary run --config config --ready-file -` and returns once
-    /// it reported ready.
-    async fn start(binary: &str, config: &Path) -> Self {
-        let mut child = tokio::process::Command::new(bin(binary))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(["--ready-file", "-"])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Log::default());
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lines.lock().unwrap().push(line);
-                sink.grew.notify_waiters();
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let read = tokio::time::timeout(PATIENCE, stdout.read_line(&mut line)).await;
-        if !matches!(read, Ok(Ok(n)) if n > 0) {
-            let status = child.try_wait().ok().flatten();
-            panic!(
-                "{binary} did not report ready ({status:?}); its log:\n{}",
-                log.text()
-            );
-        }
-        let ready = serde_json::from_str(line.trim()).unwrap();
-        Self { child, ready, log }
-    }
-
-    fn addr(&self, key: &str) -> SocketAddr {
-        self.ready[key].as_str().unwrap().parse().unwrap()
-    }
-
-    /// Sends SIGTERM, as an orchestrator stopping a pod or a unit does.
-    fn terminate(&self) {
-        let pid = self.child.id().expect("the process is running");
-        let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    }
-
-    async fn wait_exit(&mut self) -> ExitStatus {
-        match tokio::time::timeout(PATIENCE, self.child.wait()).await {
-            Ok(status) => status.unwrap(),
-            Err(_) => panic!("the process did not exit; its log:\n{}", self.log.text()),
-        }
-    }
 }
 
 /// An edge and a client as processes, from the same files the quick start

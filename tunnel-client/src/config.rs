@@ -128,6 +128,12 @@ pub struct RawReconnect {
     pub initial_backoff_ms: Option<u64>,
     /// Largest delay (default 30 s).
     pub max_backoff_ms: Option<u64>,
+    /// Bound of the first QUIC handshake attempt (default 1 s); doubled
+    /// after each attempt that times out, up to `limits.handshake_timeout_ms`.
+    pub dial_timeout_ms: Option<u64>,
+    /// How long a connection must stay up before the backoff starts again
+    /// from `initial_backoff_ms` (default 5 s).
+    pub stable_after_ms: Option<u64>,
 }
 
 /// Validated client configuration. Tests build this directly.
@@ -149,6 +155,10 @@ pub struct Config {
     pub initial_backoff: Duration,
     /// Largest redial delay.
     pub max_backoff: Duration,
+    /// Bound of the first handshake attempt of a dial.
+    pub dial_timeout: Duration,
+    /// Uptime after which a lost connection's redial backs off from the start.
+    pub stable_after: Duration,
     /// The live authorisation policy.
     pub policy: Arc<PolicyHandle>,
     /// Where and how streams are audited.
@@ -229,6 +239,11 @@ impl Config {
                 "initial_backoff_ms must be > 0 and ≤ max_backoff_ms",
             );
         }
+        let dial_timeout = Duration::from_millis(raw.reconnect.dial_timeout_ms.unwrap_or(1000));
+        if dial_timeout.is_zero() {
+            errors.push("reconnect.dial_timeout_ms", "must be > 0");
+        }
+        let stable_after = Duration::from_millis(raw.reconnect.stable_after_ms.unwrap_or(5000));
         let limits = raw.limits.into_limits(&mut errors);
         let policy = policy_handle(
             raw.policy.file.as_deref(),
@@ -282,6 +297,8 @@ impl Config {
                 labels: raw.labels,
                 initial_backoff,
                 max_backoff,
+                dial_timeout,
+                stable_after,
                 policy,
                 egress_policy,
                 egress_listeners,

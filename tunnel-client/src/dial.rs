@@ -43,6 +43,9 @@ pub enum DialError {
     /// QUIC or TLS failed.
     #[error("connecting to edge: {0}")]
     Connect(String),
+    /// No handshake completed within this attempt's bound.
+    #[error("connecting to edge: no handshake within {0:?}")]
+    TimedOut(Duration),
     /// The edge refused registration and said why.
     #[error("edge refused registration: {0}")]
     Refused(String),
@@ -72,20 +75,24 @@ async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
 }
 
 /// Dials once and registers; returns the connection, the edge's identity
-/// and its WELCOME.
+/// and its WELCOME. The QUIC handshake gets `handshake_bound`: a short
+/// bound and a fresh attempt beat one long wait, because QUIC backs its
+/// Initial retransmissions off exponentially (an edge back after 1.2 s is
+/// heard from only at the 3 s retransmission).
 pub async fn connect_once(
     endpoint: &quinn::Endpoint,
     client_cfg: &quinn::ClientConfig,
     shared: &Shared,
+    handshake_bound: Duration,
 ) -> Result<(quinn::Connection, SpiffeId, Welcome, FrameReader), DialError> {
     let cfg = &shared.config;
     let addr = resolve(&cfg.edge_address).await?;
     let connecting = endpoint
         .connect_with(client_cfg.clone(), addr, &cfg.edge_server_name)
         .map_err(|e| DialError::Connect(e.to_string()))?;
-    let conn = tokio::time::timeout(cfg.limits.handshake_timeout, connecting)
+    let conn = tokio::time::timeout(handshake_bound, connecting)
         .await
-        .map_err(|_| DialError::Connect("handshake timed out".into()))?
+        .map_err(|_| DialError::TimedOut(handshake_bound))?
         .map_err(|e| DialError::Connect(e.to_string()))?;
     let edge = quic_peer_id(&conn)
         .ok_or_else(|| DialError::Connect("edge has no verified identity".into()))?;
@@ -185,9 +192,28 @@ async fn serve_connection(
     }
 }
 
+/// How long each handshake attempt may take: `dial_timeout` at first,
+/// doubled after every attempt that timed out (a slow path still gets
+/// through), never above `handshake_timeout`.
+pub fn next_handshake_bound(
+    current: Duration,
+    timed_out: bool,
+    first: Duration,
+    max: Duration,
+) -> Duration {
+    if timed_out {
+        current.saturating_mul(2).min(max)
+    } else {
+        first.min(max)
+    }
+}
+
 /// Keeps the tunnel up until the client drains: dial, serve, back off,
-/// redial. Then serves the live connection (if any) until the client
-/// closes, closes the endpoint and waits until the close has been sent.
+/// redial. The backoff's attempt count resets only after a connection
+/// stayed up for `stable_after`, so an edge that accepts and drops at
+/// once is not redialed in a tight loop. Then serves the live connection
+/// (if any) until the client closes, closes the endpoint and waits until
+/// the close has been sent.
 pub async fn run(
     endpoint: quinn::Endpoint,
     client_cfg: quinn::ClientConfig,
@@ -196,20 +222,28 @@ pub async fn run(
 ) {
     let cfg = &shared.config;
     let life = &shared.life;
+    let max_bound = cfg.limits.handshake_timeout;
     let mut attempt = 0u32;
+    let mut bound = cfg.dial_timeout.min(max_bound);
     loop {
         if life.is_draining() {
             break;
         }
         let _ = state.send(TunnelState::Connecting);
         let dialed = tokio::select! {
-            r = connect_once(&endpoint, &client_cfg, &shared) => r,
+            r = connect_once(&endpoint, &client_cfg, &shared, bound) => r,
             _ = life.draining() => break,
         };
+        bound = next_handshake_bound(
+            bound,
+            matches!(dialed, Err(DialError::TimedOut(_))),
+            cfg.dial_timeout,
+            max_bound,
+        );
         match dialed {
             Ok((conn, edge, welcome, control)) => {
-                attempt = 0;
                 info!(edge = %welcome.edge_id, identity = %edge, tunnel = %cfg.identity.id, "tunnel connected");
+                let since = tokio::time::Instant::now();
                 // Usable for egress before anyone is told it is connected.
                 shared.set_connection(Some(conn.clone()));
                 let _ = state.send(TunnelState::Connected {
@@ -221,6 +255,9 @@ pub async fn run(
                     .await;
                 shared.set_connection(None);
                 shared.control_send.lock().await.take();
+                if since.elapsed() >= cfg.stable_after {
+                    attempt = 0;
+                }
             }
             Err(e) => {
                 warn!(error = %e, attempt, "could not connect to edge");
@@ -254,5 +291,24 @@ mod tests {
             assert!(d <= max);
             assert!(d <= init * 2u32.saturating_pow(attempt.min(20)));
         }
+    }
+
+    #[test]
+    fn handshake_bound_doubles_on_timeouts_up_to_the_ceiling_and_resets_otherwise() {
+        let first = Duration::from_secs(1);
+        let max = Duration::from_secs(10);
+        let mut b = first;
+        let mut seen = vec![];
+        for _ in 0..6 {
+            b = next_handshake_bound(b, true, first, max);
+            seen.push(b.as_secs());
+        }
+        assert_eq!(seen, [2, 4, 8, 10, 10, 10]);
+        assert_eq!(next_handshake_bound(b, false, first, max), first);
+        // A dial_timeout above the ceiling is held to it.
+        assert_eq!(
+            next_handshake_bound(b, false, Duration::from_secs(60), max),
+            max
+        );
     }
 }

@@ -58,6 +58,9 @@ pub enum BuildError {
     /// TLS configuration could not be assembled.
     #[error(transparent)]
     Tls(#[from] proxy::tls::TlsError),
+    /// The stateless-reset secret file is unusable.
+    #[error(transparent)]
+    ResetKey(#[from] proxy::reset_key::ResetKeyError),
     /// The audit log could not be opened (fail closed: no audit, no edge).
     #[error("audit log: {0}")]
     Audit(#[from] proxy::audit::AuditError),
@@ -208,10 +211,17 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         None => None,
     };
 
-    let endpoint = proxy::udp::endpoint(
+    // The stateless-reset key outlives this process, so a client still
+    // talking to its predecessor is reset at its first packet.
+    let reset_key = match &config.stateless_reset_key_file {
+        Some(path) => proxy::reset_key::from_file(path)?,
+        None => proxy::reset_key::derive(config.identity.key.secret_der()),
+    };
+    let endpoint = proxy::udp::endpoint_with(
         config.tunnel_listen,
         config.limits.udp_buffer_bytes as usize,
         Some(quic_cfg),
+        proxy::reset_key::endpoint_config(reset_key, config.stateless_reset_interval),
     )
     .map_err(bind_err(config.tunnel_listen))?;
     let tunnel_addr = endpoint
