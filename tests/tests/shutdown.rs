@@ -1,7 +1,8 @@
 //! The shutdown sequence, as an orchestrator drives it: SIGTERM to the
 //! `tunnel-server` or `tunnel-client` process drains (listeners closed,
 //! readiness failing, new calls refused with `draining`), lets the calls
-//! in flight finish, then exits 0; the grace period bounds the wait and a
+//! in flight finish (a bidirectional stream and a client-streaming upload
+//! that keep moving during the drain), then exits 0; the grace period bounds the wait and a
 //! second signal cuts it short. And in process: once `shutdown` returns,
 //! no task of the edge or the client is left on the runtime.
 //!
@@ -115,6 +116,57 @@ fn append_grace(config: &Path, grace_ms: u64) {
     std::fs::write(config, text).unwrap();
 }
 
+/// A client-streaming upload kept open: the caller sends parts while the
+/// process drains, and the service answers with everything it received
+/// once the caller ends the upload.
+struct Upload {
+    tx: mpsc::Sender<EchoRequest>,
+    reply: tokio::task::JoinHandle<Result<tether_tests::pb::EchoReply, tonic::Status>>,
+}
+
+impl Upload {
+    /// Starts the upload and returns once the service has it.
+    async fn open(client: &EchoClient<Channel>, observed: &upstream::Observed) -> Self {
+        let before = observed.requests();
+        let (tx, rx) = mpsc::channel(4);
+        let mut client = client.clone();
+        let reply = tokio::spawn(async move {
+            client
+                .client_stream(ReceiverStream::new(rx))
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        let upload = Self { tx, reply };
+        upload.send("a").await;
+        tokio::time::timeout(PATIENCE, observed.wait_requests(before + 1))
+            .await
+            .expect("the upload reaches the service");
+        upload
+    }
+
+    async fn send(&self, part: &str) {
+        self.tx
+            .send(EchoRequest {
+                text: part.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("the upload is open");
+    }
+
+    /// Ends the upload and returns what the service says it received.
+    async fn finish(self) -> String {
+        let Self { tx, reply } = self;
+        drop(tx);
+        tokio::time::timeout(PATIENCE, reply)
+            .await
+            .expect("the upload was answered")
+            .unwrap()
+            .expect("the upload in flight ends cleanly")
+            .text
+    }
+}
+
 /// A bidirectional call kept open: each message is echoed, and the call
 /// ends only when the caller closes its side.
 struct OpenCall {
@@ -202,7 +254,9 @@ async fn edge_sigterm_drains_the_calls_in_flight_and_refuses_new_ones() {
     let mut d = Deployment::start(30_000, 30_000).await;
     let (status, body) = readyz(d.edge.addr("admin")).await;
     assert_eq!(status, 200, "ready before the signal: {body}");
-    let mut call = OpenCall::open(&mut d.echo().await).await;
+    let mut echo = d.echo().await;
+    let mut call = OpenCall::open(&mut echo).await;
+    let upload = Upload::open(&echo, &d.upstream.observed).await;
 
     d.edge.terminate();
     d.edge.log.wait_for(DRAINING).await;
@@ -224,11 +278,18 @@ async fn edge_sigterm_drains_the_calls_in_flight_and_refuses_new_ones() {
     assert_eq!(error.as_deref(), Some("draining"), "{body}");
     assert!(body.contains("the edge is shutting down"), "{body}");
 
-    // The call admitted before the signal runs on to its end.
+    // The calls admitted before the signal run on to their ends: the
+    // stream answers both ways, the upload takes more parts.
     call.round_trip("during the drain").await;
+    upload.send("b").await;
     call.finish()
         .await
         .expect("the call in flight ends cleanly");
+    assert_eq!(
+        upload.finish().await,
+        "ab",
+        "every part of the upload arrived"
+    );
 
     let status = d.edge.wait_exit().await;
     assert!(status.success(), "{status:?}; log:\n{}", d.edge.log.text());
@@ -242,6 +303,7 @@ async fn client_sigterm_drains_the_calls_in_flight_and_refuses_new_ones() {
     let mut d = Deployment::start(30_000, 30_000).await;
     let mut echo = d.echo().await;
     let mut call = OpenCall::open(&mut echo).await;
+    let upload = Upload::open(&echo, &d.upstream.observed).await;
     let seen = d.upstream.observed.requests();
 
     d.client.terminate();
@@ -280,9 +342,15 @@ async fn client_sigterm_drains_the_calls_in_flight_and_refuses_new_ones() {
     assert_eq!(d.upstream.observed.requests(), seen);
 
     call.round_trip("during the drain").await;
+    upload.send("b").await;
     call.finish()
         .await
         .expect("the call in flight ends cleanly");
+    assert_eq!(
+        upload.finish().await,
+        "ab",
+        "every part of the upload arrived"
+    );
 
     let status = d.client.wait_exit().await;
     assert!(
