@@ -854,18 +854,30 @@ async fn grpc_deadline_ends_the_call_and_cancels_the_service() {
 // 5. Backpressure
 // ---------------------------------------------------------------------------
 
-/// Measurement, not synchronisation: the service's production counter has
-/// no event for "stopped growing", so this polls it every 20 ms until it
-/// has not moved for 500 ms (bounded by [`WAIT`]) and returns its value.
-async fn settled(counter: impl Fn() -> u64) -> u64 {
+/// Where the service's production stops once the caller stalls. The
+/// counter has no event for "stopped growing", so this uses events that
+/// make every task of the path run instead of a clock: a full round trip
+/// through the same edge, tunnel and client (`GET /hello` on another
+/// connection). Production that has not moved across five round trips
+/// in a row has settled, whatever the machine's speed. Bounded by [`WAIT`].
+async fn settled(counter: impl Fn() -> u64, topo: &Topology) -> u64 {
+    let mut probe = HttpCaller::plaintext(topo.plaintext_addr, false)
+        .await
+        .unwrap();
+    let host = topo.host("web");
     within("the service stops producing", async {
         let (mut last, mut still) = (counter(), 0);
         loop {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let resp = probe
+                .send(request(Method::GET, &host, "/hello", empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            collect(resp.into_body()).await.unwrap();
             let now = counter();
             if now == last {
                 still += 1;
-                if still >= 25 {
+                if still >= 5 {
                     return now;
                 }
             } else {
@@ -924,7 +936,7 @@ async fn slow_caller_holds_back_the_service() {
                 consumed += read(data);
             }
         }
-        let stalled_at = settled(produced).await;
+        let stalled_at = settled(produced, &topo).await;
         println!(
             "{svc}: caller stalled after {} MiB; service stopped at {} MiB",
             consumed >> 20,
