@@ -296,6 +296,12 @@ async fn edge_sigterm_drains_the_calls_in_flight_and_refuses_new_ones() {
     let log = d.edge.log.text();
     assert!(log.contains("every call in flight finished"), "{log}");
     assert!(log.contains("edge stopped"), "{log}");
+    // The edge told the client (GOAWAY), which went to dial a replacement
+    // while the old connection carried the calls in flight.
+    d.client
+        .log
+        .wait_for("edge is going away; dialing a replacement")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,10 +13,10 @@ use bytes::BytesMut;
 use proxy::forward::FrameReader;
 use proxy::tls::quic_peer_id;
 use proxy::wire::codes::conn as conn_codes;
-use proxy::wire::{self, Frame, Hello, ServiceOffer, Welcome};
+use proxy::wire::{self, Frame, GoAway, Hello, ServiceOffer, Welcome};
 use proxy::SpiffeId;
 use tokio::sync::watch;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::Shared;
 
@@ -152,38 +152,103 @@ pub async fn connect_once(
     Ok((conn, edge, welcome, reader))
 }
 
-/// Serves one registered connection until it closes or the client closes.
+/// How serving a connection ended.
+enum Served {
+    /// The connection is gone (lost, reset or closed by the edge).
+    Lost,
+    /// The edge sent GOAWAY: it is draining. The connection keeps serving
+    /// its calls in its own task; the caller dials a replacement now.
+    EdgeGoingAway,
+    /// The client is closing.
+    Closing,
+}
+
+/// Accepts the streams the edge opens on `conn` and runs each call.
+fn accept_call(
+    bi: Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>,
+    shared: &Arc<Shared>,
+) -> Result<(), quinn::ConnectionError> {
+    let (send, recv) = bi?;
+    // A call: each stream ends on its own; the connection closing resets
+    // it, so it cannot outlive the connection. Boxed first: the handler's
+    // future is ~8.7 KiB, and tokio moves a spawned future by value
+    // several times (callgrind: ~70 KiB of memcpy per call); a box moves
+    // once.
+    let handler = crate::serve::handle_stream(send, recv, shared.clone());
+    shared.life.spawn_call(Box::pin(handler.in_current_span()));
+    Ok(())
+}
+
+/// Tells the edge this client is draining: it routes new calls to the
+/// tunnel's other connections.
+async fn send_goaway(shared: &Shared) {
+    let frame = Frame::GoAway(GoAway {
+        reason: "tunnel client shutting down".into(),
+    });
+    let mut buf = BytesMut::new();
+    if let Err(e) = wire::encode(&frame, &shared.config.limits.wire, &mut buf) {
+        warn!(error = %e, "GOAWAY could not be encoded");
+        return;
+    }
+    if let Some(send) = shared.control_send.lock().await.as_mut() {
+        if let Err(e) = send.write_all(&buf).await {
+            debug!(error = %e, "GOAWAY not sent: the control stream is gone");
+        }
+    }
+}
+
+/// Serves one registered connection until it closes, the edge goes away
+/// or the client closes. When the client drains it sends GOAWAY.
 async fn serve_connection(
     conn: &quinn::Connection,
     _edge: SpiffeId,
     mut control: FrameReader,
     shared: &Arc<Shared>,
-) {
+) -> Served {
     let mut control_open = true;
+    let mut goaway_sent = false;
     loop {
         tokio::select! {
-            bi = conn.accept_bi() => match bi {
-                Ok((send, recv)) => {
-                    // A call: each stream ends on its own; the connection
-                    // closing resets it, so it cannot outlive the
-                    // connection. Boxed first: the handler's future is
-                    // ~8.7 KiB, and tokio moves a spawned future by value
-                    // several times (callgrind: ~70 KiB of memcpy per
-                    // call); a box moves once.
-                    let handler = crate::serve::handle_stream(send, recv, shared.clone());
-                    shared.life.spawn_call(Box::pin(handler.in_current_span()));
-                }
-                Err(e) => {
+            bi = conn.accept_bi() => {
+                if let Err(e) = accept_call(bi, shared) {
                     warn!(error = %e, "tunnel connection lost");
-                    return;
+                    return Served::Lost;
                 }
-            },
+            }
             frame = control.next(), if control_open => match frame {
-                Ok(Some(Frame::GoAway(g))) => info!(reason = %g.reason, "edge is going away"),
+                Ok(Some(Frame::GoAway(g))) => {
+                    info!(reason = %g.reason, "edge is going away; dialing a replacement");
+                    return Served::EdgeGoingAway;
+                }
                 Ok(Some(other)) => warn!(frame = %other.frame_type(), "ignoring unexpected control frame"),
                 Ok(None) => control_open = false,
                 Err(_) => control_open = false,
             },
+            _ = shared.life.draining(), if !goaway_sent => {
+                goaway_sent = true;
+                send_goaway(shared).await;
+            }
+            _ = shared.life.closing() => {
+                conn.close(conn_codes::GOING_AWAY, b"client shutting down");
+                return Served::Closing;
+            }
+        }
+    }
+}
+
+/// Keeps serving a connection whose edge is draining: the calls it opens
+/// before it closes still run. Ends when the edge closes it or the client
+/// closes.
+async fn serve_going_away(conn: quinn::Connection, shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            bi = conn.accept_bi() => {
+                if accept_call(bi, &shared).is_err() {
+                    debug!("draining edge closed its connection");
+                    shared.forget_connection(&conn);
+                    return;
+                }
+            }
             _ = shared.life.closing() => {
                 conn.close(conn_codes::GOING_AWAY, b"client shutting down");
                 return;
@@ -250,14 +315,21 @@ pub async fn run(
                     edge_id: welcome.edge_id.clone(),
                 });
                 let span = tracing::info_span!("edge_conn", edge = %welcome.edge_id);
-                serve_connection(&conn, edge, control, &shared)
-                    .instrument(span)
+                let served = serve_connection(&conn, edge, control, &shared)
+                    .instrument(span.clone())
                     .await;
-                shared.set_connection(None);
                 shared.control_send.lock().await.take();
                 if since.elapsed() >= cfg.stable_after {
                     attempt = 0;
                 }
+                if let Served::EdgeGoingAway = served {
+                    // Make before break: the old connection keeps carrying
+                    // its calls (and egress, until a replacement is
+                    // registered) while the replacement is dialed at once.
+                    life.spawn(serve_going_away(conn, shared.clone()).instrument(span));
+                    continue;
+                }
+                shared.set_connection(None);
             }
             Err(e) => {
                 warn!(error = %e, attempt, "could not connect to edge");

@@ -65,6 +65,21 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
     }
+
+    /// Forgets `conn` if it is still the live connection: a draining
+    /// edge's connection that closed before its replacement registered.
+    pub fn forget_connection(&self, conn: &quinn::Connection) {
+        let mut live = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if live
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            *live = None;
+        }
+    }
 }
 
 /// Why the client could not start.

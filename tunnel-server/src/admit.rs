@@ -9,7 +9,7 @@ use proxy::forward::CallError;
 use proxy::policy::Subject;
 use proxy::SpiffeId;
 
-use crate::registry::{Lookup, TunnelConn};
+use crate::registry::{Lookup, Routed};
 use crate::Shared;
 
 /// A routed stream's target and request, as the edge policy sees it.
@@ -45,7 +45,7 @@ pub async fn admit(
     mut pending: Pending,
     ask: &Ask<'_>,
     shared: &Shared,
-) -> Result<(Admitted, TunnelConn), Refusal> {
+) -> Result<(Admitted, Routed), Refusal> {
     pending.set_service(ask.service);
     pending.set_tunnel(&tunnel_id(shared, ask.tunnel));
     let tunnel = match shared.registry.lookup(ask.tunnel) {

@@ -100,18 +100,13 @@ where
         path,
         grpc,
     };
-    let (admitted, tunnel) = admit(pending, &ask, shared).await.map_err(refused)?;
+    let (mut admitted, tunnel) = admit(pending, &ask, shared).await.map_err(refused)?;
     let via = Via {
         peer: &route.tunnel,
         deadline: grpc_timeout(&parts.headers),
     };
-    open_call(
-        &tunnel.conn,
-        &parts,
-        body,
-        via,
-        &shared.config.limits,
-        admitted,
-    )
-    .await
+    let conn = tunnel.conn.clone();
+    // In flight on this connection until the call's last byte.
+    admitted.hold(tunnel);
+    open_call(&conn, &parts, body, via, &shared.config.limits, admitted).await
 }

@@ -1,9 +1,12 @@
 //! Live tunnels by name. A tunnel's name comes from its certificate; a name
-//! may have several live connections (one per client replica or HA link),
-//! and calls go to the newest.
+//! may have several live connections (one per client replica or HA link).
+//! Each call goes to the connection that is not draining with the fewest
+//! calls in flight (the newest among equals); only when every connection
+//! of the tunnel drains does a call go to a draining one, whose client
+//! refuses it with the retryable `draining`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use proxy::SpiffeId;
@@ -20,13 +23,56 @@ pub struct TunnelConn {
     pub identity: SpiffeId,
     /// Services the client offered in HELLO.
     pub services: Arc<HashSet<String>>,
+    /// Calls routed to this connection and not yet ended.
+    in_flight: Arc<AtomicUsize>,
+    /// Set when the client said (GOAWAY) it is draining.
+    draining: Arc<AtomicBool>,
+}
+
+impl TunnelConn {
+    /// Calls routed to this connection that have not ended.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client said it is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection chosen for one call: counts as in flight on it until
+/// dropped, which is what the next choice balances on.
+#[derive(Debug)]
+pub struct Routed {
+    tunnel: TunnelConn,
+}
+
+impl Routed {
+    fn new(tunnel: TunnelConn) -> Self {
+        tunnel.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self { tunnel }
+    }
+}
+
+impl std::ops::Deref for Routed {
+    type Target = TunnelConn;
+    fn deref(&self) -> &TunnelConn {
+        &self.tunnel
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        self.tunnel.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What the registry knows about a name.
 #[derive(Debug)]
 pub enum Lookup {
-    /// Connected; use this connection.
-    Live(TunnelConn),
+    /// Connected; use this connection (held for the call's life).
+    Live(Routed),
     /// Known (configured or seen before) but not connected now.
     Offline,
     /// Never heard of.
@@ -77,6 +123,8 @@ impl Registry {
                     conn,
                     identity,
                     services: Arc::new(services),
+                    in_flight: Arc::default(),
+                    draining: Arc::default(),
                 });
         }
         self.changed.notify_waiters();
@@ -96,16 +144,49 @@ impl Registry {
         self.changed.notify_waiters();
     }
 
-    /// Finds the connection to use for `name`.
+    /// Marks a registration as draining: no new call goes to it while
+    /// another connection of the tunnel is not draining.
+    pub fn mark_draining(&self, name: &str, id: u64) {
+        if let Ok(inner) = self.inner.lock() {
+            if let Some(c) = inner
+                .live
+                .get(name)
+                .into_iter()
+                .flatten()
+                .find(|c| c.id == id)
+            {
+                c.draining.store(true, Ordering::Relaxed);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Chooses the connection for one call to `name`: not draining before
+    /// draining, then the fewest calls in flight, then the newest.
     pub fn lookup(&self, name: &str) -> Lookup {
         let Ok(inner) = self.inner.lock() else {
             return Lookup::Unknown;
         };
-        match inner.live.get(name).and_then(|c| c.last()) {
-            Some(c) => Lookup::Live(c.clone()),
+        let best = inner.live.get(name).and_then(|conns| {
+            conns
+                .iter()
+                .enumerate()
+                .min_by_key(|(i, c)| (c.is_draining(), c.in_flight(), std::cmp::Reverse(*i)))
+                .map(|(_, c)| c.clone())
+        });
+        match best {
+            Some(c) => Lookup::Live(Routed::new(c)),
             None if inner.known.contains(name) => Lookup::Offline,
             None => Lookup::Unknown,
         }
+    }
+
+    /// The live connections of `name` (status and tests).
+    pub fn connections(&self, name: &str) -> Vec<TunnelConn> {
+        self.inner
+            .lock()
+            .map(|i| i.live.get(name).cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Names with at least one live connection.
@@ -121,6 +202,17 @@ impl Registry {
         loop {
             let notified = self.changed.notified();
             if matches!(self.lookup(name), Lookup::Live(_)) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until `name`'s live connections satisfy `ready` (tests).
+    pub async fn wait_connections(&self, name: &str, ready: impl Fn(&[TunnelConn]) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            if ready(&self.connections(name)) {
                 return;
             }
             notified.await;

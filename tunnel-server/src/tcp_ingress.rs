@@ -105,12 +105,15 @@ async fn connection(
         grpc: false,
     };
     let opened = match admit(pending, &ask, shared).await {
-        Ok((admitted, tunnel)) => {
+        Ok((mut admitted, tunnel)) => {
             let via = Via {
                 peer: &route.tunnel,
                 deadline: None,
             };
-            open_tcp(&tunnel.conn, via, &limits, admitted).await
+            let conn = tunnel.conn.clone();
+            // In flight on this connection until the bridge ends.
+            admitted.hold(tunnel);
+            open_tcp(&conn, via, &limits, admitted).await
         }
         Err(refusal) => Err(Unanswered::Refused(refusal)),
     };

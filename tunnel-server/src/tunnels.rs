@@ -2,8 +2,9 @@
 //! TLS), registration on the control stream, and the connection's life in
 //! the registry. Every handshake runs in its own task, never in the accept
 //! loop, so one slow peer cannot stall the rest. While the edge drains,
-//! new tunnel connections are refused and registered ones keep carrying
-//! the calls in flight; when it closes, each is closed with `GOING_AWAY`.
+//! new tunnel connections are refused, each registered client is sent
+//! GOAWAY, and registered connections keep carrying the calls in flight;
+//! when it closes, each is closed with `GOING_AWAY`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -83,7 +84,7 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     };
     // The edge's half of the control stream stays open for the life of the
     // connection (dropping it would finish the stream).
-    let (reg_id, control, _control_send) = match registration {
+    let (reg_id, control, control_send) = match registration {
         Ok(Ok(r)) => r,
         Ok(Err(reason)) => {
             warn!(tunnel = %name, %reason, "tunnel registration refused");
@@ -97,7 +98,12 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         }
     };
     info!(tunnel = %name, identity = %identity, "tunnel registered");
-    serve_registered(&conn, control, &shared, &identity).await;
+    let registered = Registered {
+        name: &name,
+        id: reg_id,
+        identity: &identity,
+    };
+    serve_registered(&conn, control, control_send, &shared, registered).await;
     shared.registry.deregister(&name, reg_id);
     info!(tunnel = %name, reason = ?conn.close_reason(), "tunnel disconnected");
 }
@@ -185,20 +191,56 @@ async fn refuse(
     Err(message)
 }
 
+/// Which registration a connection is.
+struct Registered<'a> {
+    name: &'a str,
+    id: u64,
+    identity: &'a SpiffeId,
+}
+
+/// Sends GOAWAY on the edge's half of the control stream: the client stops
+/// sending egress calls here and dials a replacement.
+async fn send_goaway(send: &mut quinn::SendStream, limits: &wire::WireLimits) {
+    let frame = Frame::GoAway(wire::GoAway {
+        reason: "edge shutting down".into(),
+    });
+    let mut buf = BytesMut::new();
+    match wire::encode(&frame, limits, &mut buf) {
+        Ok(()) => {
+            if let Err(e) = send.write_all(&buf).await {
+                debug!(error = %e, "GOAWAY not sent: the control stream is gone");
+            }
+        }
+        Err(e) => warn!(error = %e, "GOAWAY could not be encoded"),
+    }
+}
+
 /// Keeps a registered connection until it closes or the edge closes.
 /// Streams the client opens are its workloads' egress calls (refused with
-/// `draining` by the admission path once the edge drains).
+/// `draining` by the admission path once the edge drains). When the edge
+/// drains it sends GOAWAY; when the client sends GOAWAY, the registry
+/// stops routing new calls to this connection.
 async fn serve_registered(
     conn: &quinn::Connection,
     mut control: FrameReader,
+    mut control_send: quinn::SendStream,
     shared: &Arc<Shared>,
-    identity: &SpiffeId,
+    reg: Registered<'_>,
 ) {
+    let identity = reg.identity;
     let mut control_open = true;
+    let mut goaway_sent = false;
     loop {
         tokio::select! {
+            _ = shared.life.draining(), if !goaway_sent => {
+                goaway_sent = true;
+                send_goaway(&mut control_send, &shared.config.limits.wire).await;
+            }
             frame = control.next(), if control_open => match frame {
-                Ok(Some(Frame::GoAway(g))) => info!(reason = %g.reason, "tunnel client is going away"),
+                Ok(Some(Frame::GoAway(g))) => {
+                    info!(reason = %g.reason, "tunnel client is draining; new calls go to its other connections");
+                    shared.registry.mark_draining(reg.name, reg.id);
+                }
                 Ok(Some(other)) => {
                     warn!(frame = %other.frame_type(), "unexpected control frame; closing tunnel");
                     conn.close(conn_codes::PROTOCOL, b"unexpected control frame");

@@ -203,6 +203,7 @@ impl Pending {
                 life,
                 grpc,
                 direction,
+                held: None,
             }),
             Err(e) => Err(Refusal {
                 error: CallError::Unavailable {
@@ -244,9 +245,18 @@ pub struct Admitted {
     life: Lifecycle,
     grpc: bool,
     direction: Direction,
+    held: Option<Box<dyn Send + Sync>>,
 }
 
 impl Admitted {
+    /// Keeps `value` until the stream ends (this `Admitted` is dropped
+    /// when its close record is written): the edge holds its choice of
+    /// tunnel connection here, so the call counts as in flight on it for
+    /// the call's whole life, response body included.
+    pub fn hold(&mut self, value: impl Send + Sync + 'static) {
+        self.held = Some(Box::new(value));
+    }
+
     /// What the policy allowed: forwarding goes exactly there.
     pub fn permit(&self) -> &Permit {
         &self.permit

@@ -65,7 +65,9 @@ async fn refuse(mut send: SendGuard, err: &CallError, limits: &wire::WireLimits)
     if wire::encode(&Frame::Refuse(err.to_refuse()), limits, &mut buf).is_ok()
         && send.stream().write_all(&buf).await.is_ok()
     {
-        let _ = send.finish();
+        // Acknowledged before the handler ends: a drain's refusal must
+        // reach the edge before the connection closes.
+        let _ = send.finish_acked().await;
     }
 }
 

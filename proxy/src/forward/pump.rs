@@ -197,12 +197,9 @@ where
     if !ended {
         return Ok(Started::Pump);
     }
-    Ok(Started::Done(match guard.finish() {
+    Ok(Started::Done(match guard.finish_acked().await {
         Ok(()) => PumpOutcome::Done { bytes },
-        Err(e) => PumpOutcome::ConnectionLost {
-            error: e.to_string(),
-            bytes,
-        },
+        Err(error) => PumpOutcome::ConnectionLost { error, bytes },
     }))
 }
 
@@ -229,6 +226,22 @@ impl SendGuard {
     pub fn finish(&mut self) -> Result<(), quinn::ClosedStream> {
         self.armed = false;
         self.send.finish()
+    }
+
+    /// Ends the stream cleanly and waits until the peer has acknowledged
+    /// every byte of it. Until then the data is only in quinn's buffers,
+    /// and closing the connection (the last step of a shutdown, once no
+    /// call is in flight) would discard it: a call is over when the peer
+    /// has all of it, not when it was written. Costs the call's task one
+    /// acknowledgement delay, not the caller.
+    pub async fn finish_acked(&mut self) -> Result<(), String> {
+        self.finish().map_err(|e| e.to_string())?;
+        match self.send.stopped().await {
+            // Acknowledged, or stopped by the peer after it had the FIN:
+            // nothing of ours is lost either way.
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Ends the stream with an error code.
@@ -275,12 +288,9 @@ where
         };
         let result = match next {
             None => {
-                return match guard.finish() {
+                return match guard.finish_acked().await {
                     Ok(()) => PumpOutcome::Done { bytes },
-                    Err(e) => PumpOutcome::ConnectionLost {
-                        error: e.to_string(),
-                        bytes,
-                    },
+                    Err(error) => PumpOutcome::ConnectionLost { error, bytes },
                 };
             }
             Some(Err(e)) => {

@@ -54,8 +54,10 @@ async fn socket_to_stream<R: AsyncRead + Unpin>(
         match rd.read_buf(&mut buf).await {
             Ok(0) => {
                 // Half-close: our side is done sending; the other way goes on.
-                let _ = send.finish();
-                return Ok(());
+                return send
+                    .finish_acked()
+                    .await
+                    .map_err(|e| format!("tunnel stream: {e}"));
             }
             Ok(n) => {
                 count.fetch_add(n as u64, Ordering::Relaxed);

@@ -9,5 +9,6 @@ fn main() {
         life: proxy::lifecycle::Lifecycle::new(),
         grpc: false,
         direction: proxy::audit::Direction::Ingress,
+        held: None,
     };
 }
