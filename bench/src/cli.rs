@@ -18,6 +18,7 @@ use crate::report::Report;
 use crate::scenario_audit::{self, Audit, AuditConfig};
 use crate::scenario_bulk::{self, BulkConfig, BulkLoad};
 use crate::scenario_rate::{self, OpenLoop, RateConfig};
+use crate::scenario_recovery::{self, RecoveryConfig};
 use crate::scenario_tunnels::{self, TunnelsConfig};
 use crate::scenario_unary::{self, ClosedLoop, UnaryConfig};
 
@@ -197,6 +198,32 @@ enum Command {
         duration: f64,
         #[command(flatten)]
         deploy: DeployArgs,
+    },
+    /// Recovery from an edge crash: SIGKILL the only edge, keep it down
+    /// for --down, restart it on the same address (release binaries,
+    /// default settings), and time until a call through the tunnel
+    /// succeeds again, --trials times. Reports p50/p90/p99/max from the
+    /// restart and from the kill, and whether p99 from the restart met
+    /// --target. Process deployment only: the others cannot be killed.
+    Recovery {
+        /// Crashes to measure.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// Seconds the edge stays down before its restart.
+        #[arg(long, default_value_t = 1.0)]
+        down: f64,
+        /// Seconds the tunnel stays up between trials: above the client's
+        /// `stable_after_ms` (5 s), so each trial starts from its first
+        /// backoff step.
+        #[arg(long, default_value_t = 6.0)]
+        hold: f64,
+        /// Seconds the p99 from the restart should stay under.
+        #[arg(long, default_value_t = 2.0)]
+        target: f64,
+        /// Directory holding tunnel-server and tunnel-client (default:
+        /// next to bench).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
     },
     /// Large transfers: --bytes in one direction at a time (upload: the
     /// caller streams them to the upstream, which answers with the count;
@@ -435,6 +462,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             return bulk_output(&cli.output, &report, &provenance);
+        }
+        Command::Recovery {
+            trials,
+            down,
+            hold,
+            target,
+            bin_dir,
+        } => {
+            anyhow::ensure!(*trials > 0, "--trials must be at least 1");
+            let cfg = RecoveryConfig {
+                trials: *trials,
+                down: Duration::try_from_secs_f64(*down)
+                    .map_err(|_| anyhow::anyhow!("--down must be a number of seconds ≥ 0"))?,
+                hold: seconds("hold", *hold)?,
+                target: seconds("target", *target)?,
+                bin_dir: bin_dir.clone(),
+            };
+            let report = scenario_recovery::run(&cfg).await?;
+            if cli.output.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            anyhow::ensure!(
+                report.met(),
+                "p99 from the restart was {:.0} ms, above the target",
+                report.p99_from_restart()
+            );
+            return Ok(());
         }
         Command::Tunnels {
             tunnels,

@@ -19,6 +19,8 @@
 //!   from each call's intended start (coordinated-omission correction).
 //! - [`scenario_audit`]: unary over the tunnel, once per audit durability
 //!   mode.
+//! - [`scenario_recovery`]: SIGKILL and restart of the only edge, timed
+//!   until the tunnel serves again.
 //! - [`scenario_bulk`]: large transfers each way, one stream or many:
 //!   [`bulk_caller`]s move HTTP/2 bodies ([`bulk_http`]) or raw QUIC
 //!   streams for the ceiling ([`bulk_quic`]), sized by [`byte_size`],
@@ -77,6 +79,7 @@ pub mod report_dir;
 pub mod scenario_audit;
 pub mod scenario_bulk;
 pub mod scenario_rate;
+pub mod scenario_recovery;
 pub mod scenario_tunnels;
 pub mod scenario_unary;
 pub mod svg;

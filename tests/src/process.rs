@@ -92,7 +92,14 @@ impl Process {
     /// Runs `binary run --config config --ready-file -` and returns once
     /// it reported ready.
     pub async fn start(binary: &str, config: &Path) -> Self {
-        let mut child = tokio::process::Command::new(bin(binary))
+        Self::start_program(&bin(binary), config).await
+    }
+
+    /// [`Process::start`] for an executable anywhere (bench runs the
+    /// release binaries).
+    pub async fn start_program(program: &Path, config: &Path) -> Self {
+        let binary = program.display().to_string();
+        let mut child = tokio::process::Command::new(program)
             .arg("run")
             .arg("--config")
             .arg(config)
