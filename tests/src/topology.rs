@@ -178,6 +178,8 @@ pub struct Topology {
     pub edge_audit_log: AuditLog,
     /// Holds the audit logs; removed when the topology is dropped.
     pub state_dir: tempfile::TempDir,
+    /// The edge's configuration as first built, for [`Topology::restart_edge`].
+    edge_config: tunnel_server::Config,
     audit_durability: Durability,
 }
 
@@ -254,6 +256,7 @@ impl Topology {
             limits: opts.limits,
         };
         let edge_policy = edge_cfg.policy.clone();
+        let edge_config = edge_cfg.clone();
         let edge = tunnel_server::build(edge_cfg).await?;
         let tcp_ingress_addr = *edge.tcp_addrs.first().context("tcp ingress bound")?;
         let mut topo = Self {
@@ -285,6 +288,7 @@ impl Topology {
             edge_cert,
             edge_policy,
             client_policy: PolicyHandle::new(opts.client_policy.clone(), None),
+            edge_config,
         };
         if opts.start_client {
             let mut cfg = topo.client_config(TUNNEL, &opts)?;
@@ -388,6 +392,25 @@ impl Topology {
             c.shutdown(std::time::Duration::ZERO).await;
         }
         self.registry.wait_offline(TUNNEL).await;
+    }
+
+    /// Stops the edge at once (its tunnels see `GOING_AWAY` together) and
+    /// starts a new one on the same tunnel address, with the same key and
+    /// audit log; its other listeners get new ports.
+    pub async fn restart_edge(&mut self) -> anyhow::Result<()> {
+        if let Some(e) = self.edge.take() {
+            e.shutdown(std::time::Duration::ZERO).await;
+        }
+        let mut cfg = self.edge_config.clone();
+        cfg.tunnel_listen = self.tunnel_addr;
+        let edge = tunnel_server::build(cfg).await?;
+        self.ingress_addr = edge.ingress_addr.context("ingress bound")?;
+        self.plaintext_addr = edge.plaintext_addr.context("plaintext bound")?;
+        self.tcp_ingress_addr = *edge.tcp_addrs.first().context("tcp ingress bound")?;
+        self.registry = edge.registry.clone();
+        self.edge_audit_log = edge.audit.clone();
+        self.edge = Some(edge);
+        Ok(())
     }
 
     /// Stops everything.
