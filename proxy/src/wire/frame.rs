@@ -17,7 +17,8 @@ pub enum FrameType {
     Hello = 0x01,
     /// Edge → client on the control stream: accepted, with the edge's limits.
     Welcome = 0x02,
-    /// Either way on the control stream: stop opening streams on this connection.
+    /// Either way on the control stream: the sender drains and takes no new
+    /// streams on this connection.
     GoAway = 0x03,
     /// Either way on the control stream: a fatal problem, said before closing.
     Error = 0x04,
@@ -83,9 +84,12 @@ pub struct Welcome {
     pub limits: PeerLimits,
 }
 
-/// Stop opening new streams on this connection (drain). Defined and
-/// decoded, but neither end sends it; a receiver only logs the reason. A
-/// shutdown is REFUSE `Draining` and then the `GOING_AWAY` close.
+/// Sent on the control stream by an end that starts to drain: it takes no
+/// new streams on this connection (REFUSE `Draining`), serves those in
+/// flight, then closes with `GOING_AWAY`. The edge's GOAWAY makes the
+/// client dial a replacement at once while this connection keeps serving;
+/// the client's makes the edge route new calls to the tunnel's other
+/// connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoAway {
     /// Why, for logs.

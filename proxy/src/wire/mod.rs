@@ -9,10 +9,11 @@
 //!
 //! - **Control stream**: the first bidirectional stream the client opens.
 //!   The client sends HELLO (version, services, labels); the edge answers
-//!   WELCOME (edge id, limits) or ERROR (code, message) and closes. GOAWAY
-//!   is defined for announcing a drain, but neither end sends it: a
-//!   receiver only logs it. A process that shuts down refuses new streams
-//!   with REFUSE `Draining`, then closes with [`codes::conn::GOING_AWAY`].
+//!   WELCOME (edge id, limits) or ERROR (code, message) and closes. A
+//!   process that starts to drain sends GOAWAY on it (the edge's clients
+//!   dial a replacement; the edge routes new calls to the tunnel's other
+//!   connections), refuses new streams with REFUSE `Draining`, and once its
+//!   calls are done closes with [`codes::conn::GOING_AWAY`].
 //! - **Data streams**: one call each, opened by whichever side initiates the
 //!   call (ingress calls: the edge). The opener sends OPEN; the acceptor
 //!   answers RESPONSE or REFUSE. Then each direction carries DATA frames,
