@@ -22,6 +22,13 @@ pub type Check = (&'static str, Result<(), String>);
 /// Produces the current readiness checks; called per request.
 pub type Readiness = Arc<dyn Fn() -> Vec<Check> + Send + Sync>;
 
+/// Produces a JSON document about the process's state (the client's
+/// connections); called per request.
+pub type Status = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// An extra JSON page: its path and what renders it.
+pub type StatusRoute = (&'static str, Status);
+
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -33,7 +40,21 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 /// Answers one admin request.
-pub fn respond(path: &str, readiness: &Readiness) -> Response<Full<Bytes>> {
+pub fn respond(
+    path: &str,
+    readiness: &Readiness,
+    status: Option<&StatusRoute>,
+) -> Response<Full<Bytes>> {
+    if let Some((route, render)) = status {
+        if path == *route {
+            let mut resp = text(StatusCode::OK, render());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return resp;
+        }
+    }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
@@ -56,7 +77,15 @@ pub fn respond(path: &str, readiness: &Readiness) -> Response<Full<Bytes>> {
             };
             text(status, body)
         }
-        _ => text(StatusCode::NOT_FOUND, "try /healthz or /readyz\n".into()),
+        _ => {
+            let extra = status
+                .map(|(route, _)| format!(" or {route}"))
+                .unwrap_or_default();
+            text(
+                StatusCode::NOT_FOUND,
+                format!("try /healthz, /readyz{extra}\n"),
+            )
+        }
     }
 }
 
@@ -74,7 +103,12 @@ pub fn lifecycle_check(life: &Lifecycle) -> Check {
 /// Serves the admin endpoints until the lifecycle closes: it keeps
 /// answering while the process drains, so probes see `/readyz` fail.
 /// Admin connections are not calls; the drain does not wait for them.
-pub async fn serve(listener: TcpListener, readiness: Readiness, life: Lifecycle) {
+pub async fn serve(
+    listener: TcpListener,
+    readiness: Readiness,
+    status: Option<StatusRoute>,
+    life: Lifecycle,
+) {
     loop {
         let tcp = tokio::select! {
             a = listener.accept() => match a {
@@ -84,10 +118,11 @@ pub async fn serve(listener: TcpListener, readiness: Readiness, life: Lifecycle)
             _ = life.closing() => return,
         };
         let readiness = readiness.clone();
+        let status = status.clone();
         let conn_life = life.clone();
         life.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = respond(req.uri().path(), &readiness);
+                let resp = respond(req.uri().path(), &readiness, status.as_ref());
                 async move { Ok::<_, Infallible>(resp) }
             });
             let builder = auto::Builder::new(conn_life.task_executor());
@@ -108,10 +143,27 @@ mod tests {
     fn readiness_reports_every_failing_check() {
         let r: Readiness =
             Arc::new(|| vec![("tunnel", Ok(())), ("audit", Err("disk full".into()))]);
-        let resp = respond("/readyz", &r);
+        let resp = respond("/readyz", &r, None);
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(respond("/healthz", &r).status(), StatusCode::OK);
+        assert_eq!(respond("/healthz", &r, None).status(), StatusCode::OK);
         let ok: Readiness = Arc::new(|| vec![("tunnel", Ok(()))]);
-        assert_eq!(respond("/readyz", &ok).status(), StatusCode::OK);
+        assert_eq!(respond("/readyz", &ok, None).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_status_route_answers_json_and_is_named_in_the_hint() {
+        let r: Readiness = Arc::new(Vec::new);
+        let s: Status = Arc::new(|| "{\"ok\": true}".into());
+        let route = ("/connections", s);
+        let resp = respond("/connections", &r, Some(&route));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
+        let missing = respond("/metrics", &r, Some(&route));
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod identity;
 pub mod lifecycle;
 pub mod limits;
+pub mod liveness;
 pub mod ops;
 pub mod policy;
 pub mod ready;

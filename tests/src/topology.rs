@@ -344,8 +344,14 @@ impl Topology {
         Ok(tunnel_client::Config {
             identity: tls_identity(&cert)?,
             trust: self.pki.roots()?,
-            edge_address: self.tunnel_addr.to_string(),
-            edge_server_name: "localhost".into(),
+            edges: vec![tunnel_client::config::EdgeAddress::new(
+                self.tunnel_addr.to_string(),
+                "localhost",
+            )],
+            // One edge here; tests of several edges raise it.
+            max_edges: 1,
+            connections_per_edge: 1,
+            resolve_interval: Duration::from_secs(30),
             services,
             labels: BTreeMap::new(),
             initial_backoff: Duration::from_millis(20),

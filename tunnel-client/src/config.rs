@@ -110,14 +110,52 @@ pub struct RawTls {
     pub trust_bundle: PathBuf,
 }
 
-/// `[edge]`: where to dial.
+/// `[edge]`: where to dial, and how many edges to stay connected to.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEdge {
-    /// `host:port` of the edge's tunnel listener (UDP).
-    pub address: String,
-    /// Name to verify in the edge certificate; default: the host of `address`.
+    /// `host:port` of an edge's tunnel listener (UDP).
+    pub address: Option<String>,
+    /// More `host:port` entries; each may resolve to many edges.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Name to verify in every edge certificate; default: the host of
+    /// each address.
     pub server_name: Option<String>,
+    /// Distinct edges (by certificate identity) to keep connections to
+    /// (default 2).
+    pub max_edges: Option<usize>,
+    /// Connections to each of them (default 1).
+    pub connections_per_edge: Option<usize>,
+    /// Re-resolve the addresses when the last answer is older than this
+    /// (default 30 s).
+    pub resolve_interval_ms: Option<u64>,
+}
+
+/// Default `[edge] max_edges`: a second edge keeps the tunnel up through
+/// the loss of one.
+pub const DEFAULT_MAX_EDGES: usize = 2;
+/// Upper bound of `max_edges × connections_per_edge`: each slot is a
+/// socket and a connection.
+pub const MAX_SLOTS: usize = 64;
+
+/// One configured edge address and the name its certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeAddress {
+    /// `host:port`, resolved before each dial (see `crate::resolver`).
+    pub address: String,
+    /// The DNS name verified in the edge's certificate.
+    pub server_name: String,
+}
+
+impl EdgeAddress {
+    /// An address whose certificate name is its host.
+    pub fn new(address: impl Into<String>, server_name: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            server_name: server_name.into(),
+        }
+    }
 }
 
 /// `[reconnect]`: redial backoff.
@@ -143,10 +181,14 @@ pub struct Config {
     pub identity: TlsIdentity,
     /// CAs trusted for the edge.
     pub trust: Arc<RootCertStore>,
-    /// Edge `host:port`.
-    pub edge_address: String,
-    /// Name verified in the edge's certificate.
-    pub edge_server_name: String,
+    /// The edges' addresses (at least one).
+    pub edges: Vec<EdgeAddress>,
+    /// Distinct edges to keep connections to.
+    pub max_edges: usize,
+    /// Connections to each edge.
+    pub connections_per_edge: usize,
+    /// How long a resolved address list is used before it is resolved again.
+    pub resolve_interval: Duration,
     /// Services by name.
     pub services: BTreeMap<String, Service>,
     /// Labels sent in HELLO.
@@ -209,19 +251,25 @@ impl Config {
         let trust = load_trust_bundle(&base.join(&raw.tls.trust_bundle))
             .map_err(|e| errors.push("tls.trust_bundle", e))
             .ok();
-        let host = split_host(&raw.edge.address);
-        if host.is_none() {
+        let edges = edge_addresses(&raw.edge, &mut errors);
+        let max_edges = raw.edge.max_edges.unwrap_or(DEFAULT_MAX_EDGES);
+        let connections_per_edge = raw.edge.connections_per_edge.unwrap_or(1);
+        if max_edges == 0 || connections_per_edge == 0 {
             errors.push(
-                "edge.address",
-                format!("'{}' is not host:port", raw.edge.address),
+                "edge.max_edges / edge.connections_per_edge",
+                "must be at least 1",
+            );
+        } else if max_edges.saturating_mul(connections_per_edge) > MAX_SLOTS {
+            errors.push(
+                "edge.max_edges / edge.connections_per_edge",
+                format!("max_edges × connections_per_edge must be at most {MAX_SLOTS}"),
             );
         }
-        let edge_server_name = raw
-            .edge
-            .server_name
-            .clone()
-            .or_else(|| host.map(str::to_string))
-            .unwrap_or_default();
+        let resolve_interval =
+            Duration::from_millis(raw.edge.resolve_interval_ms.unwrap_or(30_000));
+        if resolve_interval < Duration::from_secs(1) {
+            errors.push("edge.resolve_interval_ms", "must be at least 1000");
+        }
         let mut services = BTreeMap::new();
         if raw.services.is_empty() {
             errors.push(
@@ -291,8 +339,10 @@ impl Config {
             (Some(identity), Some(trust), Some(audit)) => errors.finish(Config {
                 identity,
                 trust,
-                edge_address: raw.edge.address,
-                edge_server_name,
+                edges,
+                max_edges,
+                connections_per_edge,
+                resolve_interval,
                 services,
                 labels: raw.labels,
                 initial_backoff,
@@ -309,6 +359,29 @@ impl Config {
             _ => Err(errors),
         }
     }
+}
+
+/// `[edge] address` and `addresses`, each checked and given the name its
+/// certificate must carry.
+fn edge_addresses(raw: &RawEdge, errors: &mut ConfigErrors) -> Vec<EdgeAddress> {
+    let all: Vec<&String> = raw.address.iter().chain(&raw.addresses).collect();
+    if all.is_empty() {
+        errors.push(
+            "edge.address",
+            "no edge address; set address = \"edge.example.com:4433\" (or addresses = [...])",
+        );
+    }
+    let mut edges = Vec::new();
+    for address in all {
+        match split_host(address) {
+            Some(host) => edges.push(EdgeAddress::new(
+                address.clone(),
+                raw.server_name.clone().unwrap_or_else(|| host.to_string()),
+            )),
+            None => errors.push("edge.address", format!("'{address}' is not host:port")),
+        }
+    }
+    edges
 }
 
 fn split_host(address: &str) -> Option<&str> {

@@ -1,11 +1,14 @@
-//! Dialing the edge and staying connected: QUIC handshake with mutual TLS,
-//! HELLO/WELCOME registration, serving streams the edge opens, and redialing
-//! with exponential backoff and full jitter when the connection is lost.
-//! Once the client drains it dials no more: the live connection carries
-//! the calls in flight (new streams from the edge are refused with
-//! `draining`) until the client closes it with `GOING_AWAY`.
+//! Dialing the edges and staying connected. Each dial slot keeps one
+//! connection up (`crate::pool` holds them all): it picks an edge address,
+//! completes the QUIC handshake with mutual TLS, claims the edge it
+//! reached (closing the connection if the client already has enough
+//! connections to that edge), registers with HELLO/WELCOME, serves the
+//! streams the edge opens, and redials with exponential backoff and full
+//! jitter when the connection is lost. Once the client drains it dials no
+//! more: the live connections carry the calls in flight (new streams from
+//! an edge are refused with `draining`) until it closes them with
+//! `GOING_AWAY`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +18,10 @@ use proxy::tls::quic_peer_id;
 use proxy::wire::codes::conn as conn_codes;
 use proxy::wire::{self, Frame, GoAway, Hello, ServiceOffer, Welcome};
 use proxy::SpiffeId;
-use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::pool::{EdgeConn, Full, InFlight};
+use crate::resolver::Candidate;
 use crate::Shared;
 
 /// Where the tunnel stands, for health checks and tests.
@@ -25,9 +29,9 @@ use crate::Shared;
 pub enum TunnelState {
     /// Dialing or waiting to redial.
     Connecting,
-    /// Registered with an edge.
+    /// Registered with at least one edge that is not draining.
     Connected {
-        /// The edge's name from WELCOME.
+        /// The name (from WELCOME) of the edge registered last.
         edge_id: String,
     },
     /// Stopped for good.
@@ -49,6 +53,10 @@ pub enum DialError {
     /// The edge refused registration and said why.
     #[error("edge refused registration: {0}")]
     Refused(String),
+    /// The edge reached is one the client has enough connections to; the
+    /// connection was closed before registering.
+    #[error("edge {0} not used: {1}")]
+    NotNeeded(SpiffeId, Full),
     /// The control stream broke.
     #[error("registration failed: {0}")]
     Protocol(String),
@@ -65,30 +73,40 @@ pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration
     Duration::from_millis(rand::random_range(0..=millis))
 }
 
-async fn resolve(address: &str) -> Result<SocketAddr, DialError> {
-    let mut addrs = tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| DialError::Resolve(address.to_string(), e.to_string()))?;
-    addrs
-        .next()
-        .ok_or_else(|| DialError::Resolve(address.to_string(), "no addresses".into()))
+/// A registered connection, before it joins the pool.
+pub struct Dialed<'p> {
+    /// The QUIC connection.
+    pub conn: quinn::Connection,
+    /// The identity in the edge's certificate.
+    pub edge: SpiffeId,
+    /// The edge's answer to HELLO.
+    pub welcome: Welcome,
+    /// The edge's half of the control stream.
+    pub control: FrameReader,
+    /// Our half, kept open for the connection's life.
+    pub control_send: quinn::SendStream,
+    /// The claim on this edge, turned into the pool entry.
+    pub claim: crate::pool::Reservation<'p>,
 }
 
-/// Dials once and registers; returns the connection, the edge's identity
-/// and its WELCOME. The QUIC handshake gets `handshake_bound`: a short
-/// bound and a fresh attempt beat one long wait, because QUIC backs its
-/// Initial retransmissions off exponentially (an edge back after 1.2 s is
-/// heard from only at the 3 s retransmission).
-pub async fn connect_once(
+/// Dials `to` once and registers. The QUIC handshake gets
+/// `handshake_bound`: a short bound and a fresh attempt beat one long
+/// wait, because QUIC backs its Initial retransmissions off exponentially
+/// (an edge back after 1.2 s is heard from only at the 3 s
+/// retransmission). Before HELLO the edge's identity is claimed in the
+/// pool, so a connection the client does not need never registers (the
+/// edge would route calls to it).
+pub async fn connect_once<'p>(
     endpoint: &quinn::Endpoint,
     client_cfg: &quinn::ClientConfig,
-    shared: &Shared,
+    shared: &'p Shared,
+    slot: usize,
+    to: &Candidate,
     handshake_bound: Duration,
-) -> Result<(quinn::Connection, SpiffeId, Welcome, FrameReader), DialError> {
+) -> Result<Dialed<'p>, DialError> {
     let cfg = &shared.config;
-    let addr = resolve(&cfg.edge_address).await?;
     let connecting = endpoint
-        .connect_with(client_cfg.clone(), addr, &cfg.edge_server_name)
+        .connect_with(client_cfg.clone(), to.addr, &to.server_name)
         .map_err(|e| DialError::Connect(e.to_string()))?;
     let conn = tokio::time::timeout(handshake_bound, connecting)
         .await
@@ -96,6 +114,13 @@ pub async fn connect_once(
         .map_err(|e| DialError::Connect(e.to_string()))?;
     let edge = quic_peer_id(&conn)
         .ok_or_else(|| DialError::Connect("edge has no verified identity".into()))?;
+    let claim = match shared.pool.claim(slot, &edge, to.addr) {
+        Ok(claim) => claim,
+        Err(full) => {
+            conn.close(conn_codes::NORMAL, b"already connected to this edge");
+            return Err(DialError::NotNeeded(edge, full));
+        }
+    };
     let register = async {
         let (mut send, recv) = conn
             .open_bi()
@@ -137,9 +162,10 @@ pub async fn connect_once(
             }),
         }
     };
-    let (welcome, reader, send) = tokio::time::timeout(cfg.limits.handshake_timeout, register)
-        .await
-        .map_err(|_| DialError::Protocol("registration timed out".into()))??;
+    let (welcome, control, control_send) =
+        tokio::time::timeout(cfg.limits.handshake_timeout, register)
+            .await
+            .map_err(|_| DialError::Protocol("registration timed out".into()))??;
     if welcome.version != wire::VERSION {
         conn.close(conn_codes::PROTOCOL, b"unsupported version");
         return Err(DialError::Protocol(format!(
@@ -147,9 +173,14 @@ pub async fn connect_once(
             welcome.version
         )));
     }
-    // Kept for the connection's life; dropping it would finish our half.
-    shared.control_send.lock().await.replace(send);
-    Ok((conn, edge, welcome, reader))
+    Ok(Dialed {
+        conn,
+        edge,
+        welcome,
+        control,
+        control_send,
+        claim,
+    })
 }
 
 /// How serving a connection ended.
@@ -157,15 +188,17 @@ enum Served {
     /// The connection is gone (lost, reset or closed by the edge).
     Lost,
     /// The edge sent GOAWAY: it is draining. The connection keeps serving
-    /// its calls in its own task; the caller dials a replacement now.
+    /// its calls in its own task; the slot dials a replacement now.
     EdgeGoingAway,
     /// The client is closing.
     Closing,
 }
 
-/// Accepts the streams the edge opens on `conn` and runs each call.
+/// Accepts one stream the edge opened on `entry` and runs its call,
+/// counted as in flight on that connection.
 fn accept_call(
     bi: Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>,
+    entry: &Arc<EdgeConn>,
     shared: &Arc<Shared>,
 ) -> Result<(), quinn::ConnectionError> {
     let (send, recv) = bi?;
@@ -174,14 +207,21 @@ fn accept_call(
     // future is ~8.7 KiB, and tokio moves a spawned future by value
     // several times (callgrind: ~70 KiB of memcpy per call); a box moves
     // once.
+    let counted = InFlight::new(entry.clone());
     let handler = crate::serve::handle_stream(send, recv, shared.clone());
-    shared.life.spawn_call(Box::pin(handler.in_current_span()));
+    shared.life.spawn_call(Box::pin(
+        async move {
+            let _counted = counted;
+            handler.await
+        }
+        .in_current_span(),
+    ));
     Ok(())
 }
 
 /// Tells the edge this client is draining: it routes new calls to the
 /// tunnel's other connections.
-async fn send_goaway(shared: &Shared) {
+async fn send_goaway(control_send: &mut quinn::SendStream, shared: &Shared) {
     let frame = Frame::GoAway(GoAway {
         reason: "tunnel client shutting down".into(),
     });
@@ -190,27 +230,30 @@ async fn send_goaway(shared: &Shared) {
         warn!(error = %e, "GOAWAY could not be encoded");
         return;
     }
-    if let Some(send) = shared.control_send.lock().await.as_mut() {
-        if let Err(e) = send.write_all(&buf).await {
-            debug!(error = %e, "GOAWAY not sent: the control stream is gone");
-        }
+    if let Err(e) = control_send.write_all(&buf).await {
+        debug!(error = %e, "GOAWAY not sent: the control stream is gone");
     }
 }
 
 /// Serves one registered connection until it closes, the edge goes away
-/// or the client closes. When the client drains it sends GOAWAY.
+/// or the client closes. When the client drains it sends GOAWAY. Every
+/// keepalive interval it notes whether the edge is still answering, so
+/// new egress calls avoid a connection whose edge went silent.
 async fn serve_connection(
-    conn: &quinn::Connection,
-    _edge: SpiffeId,
+    entry: &Arc<EdgeConn>,
     mut control: FrameReader,
+    control_send: &mut quinn::SendStream,
     shared: &Arc<Shared>,
 ) -> Served {
+    let conn = &entry.conn;
     let mut control_open = true;
     let mut goaway_sent = false;
+    let mut tick = tokio::time::interval(shared.config.limits.keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             bi = conn.accept_bi() => {
-                if let Err(e) = accept_call(bi, shared) {
+                if let Err(e) = accept_call(bi, entry, shared) {
                     warn!(error = %e, "tunnel connection lost");
                     return Served::Lost;
                 }
@@ -224,9 +267,10 @@ async fn serve_connection(
                 Ok(None) => control_open = false,
                 Err(_) => control_open = false,
             },
+            _ = tick.tick() => entry.liveness.observe_connection(conn),
             _ = shared.life.draining(), if !goaway_sent => {
                 goaway_sent = true;
-                send_goaway(shared).await;
+                send_goaway(control_send, shared).await;
             }
             _ = shared.life.closing() => {
                 conn.close(conn_codes::GOING_AWAY, b"client shutting down");
@@ -238,23 +282,29 @@ async fn serve_connection(
 
 /// Keeps serving a connection whose edge is draining: the calls it opens
 /// before it closes still run. Ends when the edge closes it or the client
-/// closes.
-async fn serve_going_away(conn: quinn::Connection, shared: Arc<Shared>) {
+/// closes; then the connection leaves the pool.
+async fn serve_going_away(
+    entry: Arc<EdgeConn>,
+    control_send: quinn::SendStream,
+    shared: Arc<Shared>,
+) {
+    // Our half of the control stream stays open until the connection ends.
+    let _control_send = control_send;
     loop {
         tokio::select! {
-            bi = conn.accept_bi() => {
-                if accept_call(bi, &shared).is_err() {
+            bi = entry.conn.accept_bi() => {
+                if accept_call(bi, &entry, &shared).is_err() {
                     debug!("draining edge closed its connection");
-                    shared.forget_connection(&conn);
-                    return;
+                    break;
                 }
             }
             _ = shared.life.closing() => {
-                conn.close(conn_codes::GOING_AWAY, b"client shutting down");
-                return;
+                entry.conn.close(conn_codes::GOING_AWAY, b"client shutting down");
+                break;
             }
         }
     }
+    shared.pool.remove(&entry);
 }
 
 /// How long each handshake attempt may take: `dial_timeout` at first,
@@ -273,30 +323,58 @@ pub fn next_handshake_bound(
     }
 }
 
-/// Keeps the tunnel up until the client drains: dial, serve, back off,
-/// redial. The backoff's attempt count resets only after a connection
-/// stayed up for `stable_after`, so an edge that accepts and drops at
-/// once is not redialed in a tight loop. Then serves the live connection
-/// (if any) until the client closes, closes the endpoint and waits until
-/// the close has been sent.
+/// Keeps every slot's connection up until the client drains, then waits
+/// until each slot has closed its connection and endpoint.
 pub async fn run(
+    endpoints: Vec<quinn::Endpoint>,
+    client_cfg: quinn::ClientConfig,
+    shared: Arc<Shared>,
+) {
+    let slots = endpoints.into_iter().enumerate().map(|(slot, endpoint)| {
+        let span = tracing::info_span!("slot", slot);
+        run_slot(slot, endpoint, client_cfg.clone(), shared.clone()).instrument(span)
+    });
+    futures_util::future::join_all(slots).await;
+    shared.pool.stopped();
+}
+
+/// Keeps one connection up until the client drains: choose an address,
+/// dial, serve, back off, redial. The backoff's attempt count resets only
+/// after a connection stayed up for `stable_after`, so an edge that
+/// accepts and drops at once is not redialed in a tight loop. Then serves
+/// the live connection (if any) until the client closes, closes the
+/// endpoint and waits until the close has been sent.
+async fn run_slot(
+    slot: usize,
     endpoint: quinn::Endpoint,
     client_cfg: quinn::ClientConfig,
     shared: Arc<Shared>,
-    state: watch::Sender<TunnelState>,
 ) {
     let cfg = &shared.config;
     let life = &shared.life;
+    let pool = &shared.pool;
     let max_bound = cfg.limits.handshake_timeout;
     let mut attempt = 0u32;
+    let mut turn = 0usize;
+    let mut failed = false;
     let mut bound = cfg.dial_timeout.min(max_bound);
     loop {
         if life.is_draining() {
             break;
         }
-        let _ = state.send(TunnelState::Connecting);
+        let dialed = async {
+            let candidates = shared.resolver.candidates(failed).await?;
+            let to = pool
+                .choose(slot, turn, &candidates)
+                .cloned()
+                .ok_or_else(|| DialError::Resolve("edge".into(), "no addresses".into()))?;
+            pool.dialing(slot, Some(to.addr));
+            let r = connect_once(&endpoint, &client_cfg, &shared, slot, &to, bound).await;
+            pool.dialing(slot, None);
+            r.map(|d| (d, to))
+        };
         let dialed = tokio::select! {
-            r = connect_once(&endpoint, &client_cfg, &shared, bound) => r,
+            r = dialed => r,
             _ = life.draining() => break,
         };
         bound = next_handshake_bound(
@@ -306,36 +384,62 @@ pub async fn run(
             max_bound,
         );
         match dialed {
-            Ok((conn, edge, welcome, control)) => {
-                info!(edge = %welcome.edge_id, identity = %edge, tunnel = %cfg.identity.id, "tunnel connected");
+            Ok((d, to)) => {
+                failed = false;
+                info!(edge = %d.welcome.edge_id, identity = %d.edge, address = %to.addr, tunnel = %cfg.identity.id, "tunnel connected");
                 let since = tokio::time::Instant::now();
+                let span = tracing::info_span!("edge_conn", edge = %d.welcome.edge_id);
+                let Dialed {
+                    conn,
+                    edge,
+                    welcome,
+                    control,
+                    mut control_send,
+                    claim,
+                } = d;
                 // Usable for egress before anyone is told it is connected.
-                shared.set_connection(Some(conn.clone()));
-                let _ = state.send(TunnelState::Connected {
-                    edge_id: welcome.edge_id.clone(),
-                });
-                let span = tracing::info_span!("edge_conn", edge = %welcome.edge_id);
-                let served = serve_connection(&conn, edge, control, &shared)
+                let entry = pool.add(claim, conn, welcome.edge_id, edge, to.addr);
+                let served = serve_connection(&entry, control, &mut control_send, &shared)
                     .instrument(span.clone())
                     .await;
-                shared.control_send.lock().await.take();
                 if since.elapsed() >= cfg.stable_after {
                     attempt = 0;
                 }
                 if let Served::EdgeGoingAway = served {
                     // Make before break: the old connection keeps carrying
-                    // its calls (and egress, until a replacement is
-                    // registered) while the replacement is dialed at once.
-                    life.spawn(serve_going_away(conn, shared.clone()).instrument(span));
+                    // its calls while the replacement is dialed at once;
+                    // new egress calls avoid it from now on.
+                    pool.mark_draining(&entry);
+                    pool.failed(slot, "the edge is draining".into());
+                    turn = turn.wrapping_add(1);
+                    life.spawn(
+                        serve_going_away(entry, control_send, shared.clone()).instrument(span),
+                    );
                     continue;
                 }
-                shared.set_connection(None);
+                pool.remove(&entry);
+                if let Served::Lost = served {
+                    let why = entry
+                        .conn
+                        .close_reason()
+                        .map_or_else(|| "connection lost".to_string(), |r| r.to_string());
+                    pool.failed(slot, why);
+                }
+            }
+            Err(DialError::NotNeeded(edge, full)) => {
+                // Not a failure: this address leads to an edge the client
+                // already uses. Try the next one after the backoff.
+                debug!(%edge, reason = %full, attempt, "edge not used");
+                pool.failed(slot, format!("edge {edge} not used: {full}"));
+                turn = turn.wrapping_add(1);
             }
             Err(e) => {
                 warn!(error = %e, attempt, "could not connect to edge");
+                pool.failed(slot, e.to_string());
+                failed = true;
+                turn = turn.wrapping_add(1);
             }
         }
-        let _ = state.send(TunnelState::Connecting);
         let delay = backoff_delay(attempt, cfg.initial_backoff, cfg.max_backoff);
         attempt = attempt.saturating_add(1);
         tokio::select! {
@@ -343,11 +447,10 @@ pub async fn run(
             _ = life.draining() => break,
         }
     }
-    // Draining with no connection (or it was lost): nothing left to serve.
+    // Draining with no connection in this slot: nothing left to serve.
     life.closing().await;
     endpoint.close(conn_codes::GOING_AWAY, b"client shutting down");
     endpoint.wait_idle().await;
-    let _ = state.send(TunnelState::Stopped);
 }
 
 #[cfg(test)]

@@ -173,15 +173,20 @@ async fn admit(
         grpc,
         workload,
     };
-    let admitted = pending
+    let mut admitted = pending
         .decide(
             &shared.config.egress_policy,
             &subject,
             PolicyOwner::TunnelEgress,
         )
         .await?;
-    match shared.connection() {
-        Some(conn) => Ok((admitted, conn)),
+    match shared.pool.pick() {
+        Some(picked) => {
+            let conn = picked.conn.clone();
+            // Counted on that connection for the call's whole life.
+            admitted.hold(picked);
+            Ok((admitted, conn))
+        }
         None => {
             let tunnel = shared.config.tunnel_name().to_string();
             Err(admitted.refuse(CallError::TunnelOffline { tunnel }).await)

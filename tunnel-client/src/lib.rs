@@ -9,6 +9,8 @@
 pub mod config;
 pub mod dial;
 pub mod egress;
+pub mod pool;
+pub mod resolver;
 pub mod serve;
 
 use std::collections::HashMap;
@@ -25,7 +27,7 @@ use proxy::identity::IdentityRule;
 use proxy::lifecycle::{Ending, Lifecycle};
 use proxy::tls::client_config;
 use proxy::wire::ALPN;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
 pub use config::Config;
 pub use dial::TunnelState;
@@ -36,50 +38,16 @@ pub struct Shared {
     pub config: Config,
     /// Pooled clients per local service.
     pub upstreams: HashMap<String, proxy::upstream::Upstream>,
-    /// Our half of the live control stream, if connected: held so it
-    /// stays open for the connection's life.
-    pub control_send: Mutex<Option<quinn::SendStream>>,
     /// Where every stream is recorded before it is forwarded.
     pub audit: AuditLog,
     /// Numbers streams for audit records.
     pub next_stream: AtomicU64,
-    /// The live connection to the edge, for egress calls.
-    pub conn: std::sync::Mutex<Option<quinn::Connection>>,
+    /// The connections to the edges, for egress calls and status.
+    pub pool: Arc<pool::Pool>,
+    /// Where the edges are.
+    pub resolver: resolver::Resolver,
     /// Owns every task of the client, and its shutdown phase.
     pub life: Lifecycle,
-}
-
-impl Shared {
-    /// The live connection to the edge, if the tunnel is up.
-    pub fn connection(&self) -> Option<quinn::Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Records the live connection (or its loss).
-    pub fn set_connection(&self, conn: Option<quinn::Connection>) {
-        *self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
-    }
-
-    /// Forgets `conn` if it is still the live connection: a draining
-    /// edge's connection that closed before its replacement registered.
-    pub fn forget_connection(&self, conn: &quinn::Connection) {
-        let mut live = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if live
-            .as_ref()
-            .is_some_and(|c| c.stable_id() == conn.stable_id())
-        {
-            *live = None;
-        }
-    }
 }
 
 /// Why the client could not start.
@@ -128,6 +96,9 @@ pub struct Bound {
     pub audit: AuditLog,
     state: watch::Receiver<TunnelState>,
     life: Lifecycle,
+    // Not the whole `Shared`: its upstream pools own connection tasks the
+    // shutdown waits for, so only the tasks may keep it alive.
+    pool: Arc<pool::Pool>,
 }
 
 impl Bound {
@@ -147,6 +118,11 @@ impl Bound {
     /// A watch of the tunnel state.
     pub fn watch(&self) -> watch::Receiver<TunnelState> {
         self.state.clone()
+    }
+
+    /// The connections to the edges and what each slot is doing.
+    pub fn pool_status(&self) -> pool::PoolStatus {
+        self.pool.status()
     }
 
     /// The client's lifecycle: its phase and how many tasks and calls it
@@ -223,17 +199,25 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         .map_err(|e| proxy::tls::TlsError::Config(e.to_string()))?;
     let mut client_cfg = quinn::ClientConfig::new(Arc::new(crypto));
     client_cfg.transport_config(config.limits.transport_config());
-    let bind: SocketAddr = if config.edge_address.starts_with('[') {
-        "[::]:0"
-            .parse()
-            .map_err(|_| BuildError::Bind(std::io::Error::other("bad bind")))?
+    // One UDP socket per slot: behind a load balancer that hashes flows by
+    // source port, each slot can land on a different edge.
+    let v6 = config
+        .edges
+        .first()
+        .is_some_and(|e| e.address.starts_with('['));
+    let bind = if v6 {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
     } else {
-        "0.0.0.0:0"
-            .parse()
-            .map_err(|_| BuildError::Bind(std::io::Error::other("bad bind")))?
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
-    let endpoint = proxy::udp::endpoint(bind, config.limits.udp_buffer_bytes as usize, None)
-        .map_err(BuildError::Bind)?;
+    let slots = config.max_edges * config.connections_per_edge;
+    let mut endpoints = Vec::with_capacity(slots);
+    for _ in 0..slots {
+        endpoints.push(
+            proxy::udp::endpoint(bind, config.limits.udp_buffer_bytes as usize, None)
+                .map_err(BuildError::Bind)?,
+        );
+    }
     let life = Lifecycle::new();
     let upstreams = proxy::upstream::build(&config.services, &config.limits, &life)?;
     let admin = match config.admin_listen {
@@ -258,16 +242,24 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         }
     }
     let audit = AuditLog::open(config.audit.clone())?;
+    let (tx, rx) = watch::channel(TunnelState::Connecting);
+    let pool = Arc::new(pool::Pool::new(
+        config.tunnel_name().to_string(),
+        config.max_edges,
+        config.connections_per_edge,
+        proxy::liveness::silence_bound(config.limits.keepalive),
+        tx,
+    ));
+    let resolver = resolver::Resolver::new(config.edges.clone(), config.resolve_interval);
     let shared = Arc::new(Shared {
         config,
         upstreams,
-        control_send: Mutex::new(None),
         audit: audit.clone(),
         next_stream: AtomicU64::new(0),
-        conn: std::sync::Mutex::new(None),
+        pool: pool.clone(),
+        resolver,
         life: life.clone(),
     });
-    let (tx, rx) = watch::channel(TunnelState::Connecting);
     if let Some(listener) = admin {
         let (log, state, phase) = (audit.clone(), rx.clone(), life.clone());
         let readiness: proxy::admin::Readiness = Arc::new(move || {
@@ -288,7 +280,17 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
                 ("audit", audit),
             ]
         });
-        life.spawn(proxy::admin::serve(listener, readiness, life.clone()));
+        let status_of = pool.clone();
+        let status: proxy::admin::Status = Arc::new(move || {
+            serde_json::to_string_pretty(&status_of.status())
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        });
+        life.spawn(proxy::admin::serve(
+            listener,
+            readiness,
+            Some(("/connections", status)),
+            life.clone(),
+        ));
     }
     for policy in [&shared.config.policy, &shared.config.egress_policy] {
         if policy.source().is_some() {
@@ -302,12 +304,13 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
     for (listener, workload) in egress {
         life.spawn(egress::serve(listener, workload, shared.clone()));
     }
-    life.spawn(dial::run(endpoint, client_cfg, shared, tx));
+    life.spawn(dial::run(endpoints, client_cfg, shared.clone()));
     Ok(Bound {
         admin_addr,
         egress_addrs,
         audit,
         state: rx,
         life,
+        pool,
     })
 }

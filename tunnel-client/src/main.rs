@@ -73,11 +73,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let cfg = tunnel_client::Config::load(&config)?;
             println!(
-                "{}: OK (tunnel '{}', identity {}, edge {}, services: {})",
+                "{}: OK (tunnel '{}', identity {}, edges {} (up to {} × {}), services: {})",
                 config.display(),
                 cfg.tunnel_name(),
                 cfg.identity.id,
-                cfg.edge_address,
+                cfg.edges
+                    .iter()
+                    .map(|e| e.address.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cfg.max_edges,
+                cfg.connections_per_edge,
                 cfg.services.keys().cloned().collect::<Vec<_>>().join(", ")
             );
             Ok(())

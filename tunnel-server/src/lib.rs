@@ -313,7 +313,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
             };
             vec![proxy::admin::lifecycle_check(&state), ("audit", audit)]
         });
-        life.spawn(proxy::admin::serve(listener, readiness, life.clone()));
+        life.spawn(proxy::admin::serve(listener, readiness, None, life.clone()));
     }
     if let Some((listener, caller)) = plaintext {
         life.spawn(ingress::serve_plaintext(listener, caller, shared.clone()));
