@@ -86,6 +86,11 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     // connection (dropping it would finish the stream).
     let (reg_id, control, control_send) = match registration {
         Ok(Ok(r)) => r,
+        Ok(Err(_)) if closed_as_not_needed(&conn) => {
+            // A client with enough connections to this edge already.
+            debug!(tunnel = %name, "tunnel client closed before registering: it does not need this edge");
+            return;
+        }
         Ok(Err(reason)) => {
             warn!(tunnel = %name, %reason, "tunnel registration refused");
             conn.close(conn_codes::REFUSED, reason.as_bytes());
@@ -106,6 +111,15 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
     serve_registered(&conn, control, control_send, &shared, registered).await;
     shared.registry.deregister(&name, reg_id);
     info!(tunnel = %name, reason = ?conn.close_reason(), "tunnel disconnected");
+}
+
+/// Whether the client closed the connection with `NORMAL` before HELLO:
+/// it reached an edge it already has enough connections to.
+fn closed_as_not_needed(conn: &quinn::Connection) -> bool {
+    matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(ref c)) if c.error_code == conn_codes::NORMAL
+    )
 }
 
 /// Reads HELLO, validates it, answers WELCOME (or ERROR) and registers.
