@@ -463,3 +463,83 @@ impl Pool {
         let _ = self.state.send(TunnelState::Stopped);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(max_edges: usize, per_edge: usize) -> Pool {
+        let (tx, _rx) = watch::channel(TunnelState::Connecting);
+        Pool::new(
+            "demo".into(),
+            max_edges,
+            per_edge,
+            Duration::from_secs(3),
+            tx,
+        )
+    }
+
+    fn edge(name: &str) -> SpiffeId {
+        SpiffeId::parse(&format!("spiffe://tether.local/edge/{name}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn candidate(port: u16) -> Candidate {
+        Candidate {
+            addr: addr(port),
+            server_name: "localhost".into(),
+        }
+    }
+
+    #[test]
+    fn an_edge_takes_connections_per_edge_and_edges_are_capped_at_max_edges() {
+        let p = pool(2, 2);
+        let a1 = p.claim(0, &edge("a"), addr(1)).ok();
+        let a2 = p.claim(1, &edge("a"), addr(1)).ok();
+        assert!(a1.is_some() && a2.is_some());
+        assert_eq!(p.claim(2, &edge("a"), addr(1)).err(), Some(Full::Edge));
+        let b = p.claim(2, &edge("b"), addr(2)).ok();
+        assert!(b.is_some());
+        assert_eq!(p.claim(3, &edge("c"), addr(3)).err(), Some(Full::Edges));
+        // A claim given back (the registration failed) frees its place.
+        drop(a2);
+        assert!(p.claim(3, &edge("a"), addr(1)).is_ok());
+    }
+
+    #[test]
+    fn a_slot_avoids_addresses_in_use_and_edges_that_are_full() {
+        let p = pool(2, 1);
+        let all = [candidate(1), candidate(2)];
+        // Slot 1 dials the first address: slot 0 gets the other.
+        p.dialing(1, Some(addr(1)));
+        assert_eq!(p.choose(0, 0, &all).map(|c| c.addr), Some(addr(2)));
+        p.dialing(1, None);
+        // Address 1 led to edge a, which slot 1 holds a claim on: slot 0
+        // tries address 2 whatever its turn.
+        let _held = p.claim(1, &edge("a"), addr(1)).ok();
+        for turn in 0..4 {
+            assert_eq!(p.choose(0, turn, &all).map(|c| c.addr), Some(addr(2)));
+        }
+        // With nothing better, any candidate: the edge that answers decides.
+        let one = [candidate(1)];
+        assert_eq!(p.choose(0, 0, &one).map(|c| c.addr), Some(addr(1)));
+        assert!(p.choose(0, 0, &[]).is_none());
+    }
+
+    #[test]
+    fn the_status_lists_every_slot() {
+        let p = pool(2, 2);
+        p.failed(3, "connecting to edge: timed out".into());
+        let s = p.status();
+        assert_eq!(s.slots.len(), 4);
+        assert_eq!(
+            s.slots[3].last_error.as_deref(),
+            Some("connecting to edge: timed out")
+        );
+        assert!(s.connections.is_empty());
+    }
+}
