@@ -165,6 +165,67 @@ pub fn spiffe_id_from_cert(cert: &CertificateDer<'_>) -> Result<SpiffeId, Identi
     }
 }
 
+/// What a connection's lifetime and revocation are judged by, beyond the
+/// identity: when the leaf stops being valid and which certificate it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafFacts {
+    /// End of the validity window: a connection authenticated by this
+    /// certificate closes then.
+    pub not_after: std::time::SystemTime,
+    /// The serial number's bytes as encoded (the form deny lists use).
+    pub serial: Vec<u8>,
+}
+
+/// Reads [`LeafFacts`] from a certificate.
+pub fn leaf_facts(cert: &CertificateDer<'_>) -> Result<LeafFacts, IdentityError> {
+    let (_, x509) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|e| IdentityError::Parse(e.to_string()))?;
+    let secs = x509.validity().not_after.timestamp();
+    let not_after = u64::try_from(secs)
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    Ok(LeafFacts {
+        not_after,
+        serial: normalize_serial(x509.raw_serial()).to_vec(),
+    })
+}
+
+/// Serials compare without leading zero bytes: DER adds one when the top
+/// bit is set, and people copy serials with or without it.
+fn normalize_serial(serial: &[u8]) -> &[u8] {
+    let first = serial
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(serial.len().saturating_sub(1));
+    &serial[first..]
+}
+
+/// Parses a serial as written in a deny list: hex digits, optionally in
+/// colon-separated byte pairs (`0a:1b:2c` or `0a1b2c`), any case, leading
+/// zero bytes ignored.
+pub fn parse_serial(s: &str) -> Result<Vec<u8>, String> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "'{s}' is not a certificate serial (hex bytes, e.g. 3a:0f:9c or 3a0f9c)"
+        ));
+    }
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect();
+    Ok(normalize_serial(&bytes).to_vec())
+}
+
+/// Formats serial bytes as `certs inspect` and audit records show them.
+pub fn format_serial(serial: &[u8]) -> String {
+    serial
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// What a listener accepts: a trust domain and optionally one identity kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityRule {

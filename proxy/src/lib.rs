@@ -5,6 +5,8 @@
 //! - [`wire`]: the sans-IO protocol codec (frames, limits, error codes).
 //! - [`identity`]: SPIFFE IDs and how they are read from certificates.
 //! - [`tls`]: rustls configurations and the verifiers that enforce identity.
+//! - [`credentials`]: the live certificate, key and trust bundle, reloaded
+//!   without dropping connections.
 //! - [`forward`]: the HTTP ⇄ tunnel-stream bridge used by edge and client.
 //! - [`limits`]: every bound, with its default and why.
 //! - [`lifecycle`]: who owns every task, and shutdown in phases.
@@ -15,6 +17,7 @@ pub mod admin;
 pub mod admission;
 pub mod audit;
 pub mod config;
+pub mod credentials;
 pub mod forward;
 pub mod identity;
 pub mod lifecycle;
@@ -24,6 +27,7 @@ pub mod ops;
 pub mod policy;
 pub mod ready;
 pub mod reset_key;
+pub mod revocation;
 pub mod telemetry;
 pub mod tls;
 pub mod udp;

@@ -2,6 +2,8 @@
 //! TLS 1.3 only, mutual authentication, and SPIFFE identity rules enforced
 //! on top of webpki chain verification.
 //!
+//! Every config reads its certificate and trust bundle from a
+//! [`Credentials`] at each handshake, so credentials reload live.
 //! The verifiers here wrap rustls' webpki verifiers: the chain, validity
 //! window and key usage are checked by webpki first, then [`IdentityRule`]
 //! demands exactly one SPIFFE URI SAN in the right trust domain (and kind).
@@ -11,15 +13,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError};
 use rustls::{RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 
+use crate::credentials::{Credentials, CurrentCert};
 use crate::identity::{spiffe_id_from_cert, IdentityRule, SpiffeId};
 
 /// Why TLS material could not be loaded or a config built.
@@ -156,28 +157,27 @@ fn identity_refusal(err: crate::identity::IdentityError) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(err))))
 }
 
-/// Verifies client certificates: webpki chain and validity, then the
-/// SPIFFE identity rule.
+/// Verifies client certificates: webpki chain and validity against the
+/// trust bundle the credentials hold now, then the SPIFFE identity rule.
 #[derive(Debug)]
 pub struct SpiffeClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    creds: Arc<Credentials>,
     rule: IdentityRule,
 }
 
 impl SpiffeClientVerifier {
-    /// Builds a verifier that requires a client certificate chained to
-    /// `roots` whose identity satisfies `rule`.
-    pub fn new(roots: Arc<RootCertStore>, rule: IdentityRule) -> Result<Self, TlsError> {
-        let inner = WebPkiClientVerifier::builder_with_provider(roots, provider())
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        Ok(Self { inner, rule })
+    /// Builds a verifier that requires a client certificate chained to the
+    /// current trust bundle of `creds` whose identity satisfies `rule`.
+    pub fn new(creds: Arc<Credentials>, rule: IdentityRule) -> Self {
+        Self { creds, rule }
     }
 }
 
 impl ClientCertVerifier for SpiffeClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        // The trust bundle can change under a live config, so no hints are
+        // sent; Tether clients present their one certificate regardless.
+        &[]
     }
 
     fn verify_client_cert(
@@ -186,7 +186,9 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
+        self.creds
+            .current()
+            .client_verifier
             .verify_client_cert(end_entity, intermediates, now)?;
         self.rule.check(end_entity).map_err(identity_refusal)?;
         Ok(ClientCertVerified::assertion())
@@ -198,7 +200,10 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.creds
+            .current()
+            .client_verifier
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -207,30 +212,33 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.creds
+            .current()
+            .client_verifier
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.creds
+            .current()
+            .client_verifier
+            .supported_verify_schemes()
     }
 }
 
-/// Verifies server certificates: webpki chain, validity and DNS/IP name,
-/// then the SPIFFE identity rule.
+/// Verifies server certificates: webpki chain, validity and DNS/IP name
+/// against the current trust bundle, then the SPIFFE identity rule.
 #[derive(Debug)]
 pub struct SpiffeServerVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+    creds: Arc<Credentials>,
     rule: IdentityRule,
 }
 
 impl SpiffeServerVerifier {
-    /// Builds a verifier for servers chained to `roots` whose identity
-    /// satisfies `rule`.
-    pub fn new(roots: Arc<RootCertStore>, rule: IdentityRule) -> Result<Self, TlsError> {
-        let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-        Ok(Self { inner, rule })
+    /// Builds a verifier for servers chained to the current trust bundle of
+    /// `creds` whose identity satisfies `rule`.
+    pub fn new(creds: Arc<Credentials>, rule: IdentityRule) -> Self {
+        Self { creds, rule }
     }
 }
 
@@ -243,7 +251,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(
+        self.creds.current().server_verifier.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -260,7 +268,10 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.creds
+            .current()
+            .server_verifier
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -269,54 +280,108 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.creds
+            .current()
+            .server_verifier
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.creds
+            .current()
+            .server_verifier
+            .supported_verify_schemes()
     }
 }
 
 /// A TLS 1.3 server config that requires a client certificate satisfying
-/// `rule`, offering the given ALPN protocols.
+/// `rule`, offering the given ALPN protocols, with fixed credentials.
 pub fn server_config(
     identity: &TlsIdentity,
     roots: Arc<RootCertStore>,
     rule: IdentityRule,
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let verifier = Arc::new(SpiffeClientVerifier::new(roots, rule)?);
+    server_config_live(&Credentials::fixed(identity.clone(), roots)?, rule, alpn)
+}
+
+/// [`server_config`] presenting and trusting whatever `creds` holds at each
+/// handshake, so a reload needs no new config.
+pub fn server_config_live(
+    creds: &Arc<Credentials>,
+    rule: IdentityRule,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig, TlsError> {
+    let verifier = Arc::new(SpiffeClientVerifier::new(creds.clone(), rule));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_cert_resolver(Arc::new(CurrentCert(creds.clone())));
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     // 0-RTT data can be replayed; nothing in Tether is safe to replay.
     cfg.max_early_data_size = 0;
+    // No resumption: a resumed session would carry the certificate of the
+    // session it resumes, so a peer that rotated its certificate, or whose
+    // certificate expired or was revoked, would not be judged by the one
+    // it holds now. Every connection is a full handshake against the
+    // current trust bundle (connections are long-lived; the cost is one
+    // signature per connection).
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     Ok(cfg)
 }
 
 /// A TLS 1.3 client config presenting `identity` and requiring a server
-/// certificate satisfying `rule`.
+/// certificate satisfying `rule`, with fixed credentials.
 pub fn client_config(
     identity: &TlsIdentity,
     roots: Arc<RootCertStore>,
     rule: IdentityRule,
     alpn: &[&[u8]],
 ) -> Result<rustls::ClientConfig, TlsError> {
-    let verifier = Arc::new(SpiffeServerVerifier::new(roots, rule)?);
+    client_config_live(&Credentials::fixed(identity.clone(), roots)?, rule, alpn)
+}
+
+/// [`client_config`] presenting and trusting whatever `creds` holds at
+/// each handshake.
+pub fn client_config_live(
+    creds: &Arc<Credentials>,
+    rule: IdentityRule,
+    alpn: &[&[u8]],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let verifier = Arc::new(SpiffeServerVerifier::new(creds.clone(), rule));
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_client_cert_resolver(Arc::new(CurrentCert(creds.clone())));
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     cfg.enable_early_data = false;
+    // See server_config_live: every connection presents the current
+    // certificate in a full handshake.
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)
+}
+
+/// The leaf certificate a QUIC peer authenticated with.
+pub fn quic_peer_leaf(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().cloned()
+}
+
+/// The [`crate::identity::LeafFacts`] (expiry, serial) of a QUIC peer.
+pub fn quic_peer_facts(conn: &quinn::Connection) -> Option<crate::identity::LeafFacts> {
+    crate::identity::leaf_facts(&quic_peer_leaf(conn)?).ok()
+}
+
+/// The [`crate::identity::LeafFacts`] of a TLS-over-TCP peer.
+pub fn tls_peer_facts(conn: &rustls::ServerConnection) -> Option<crate::identity::LeafFacts> {
+    crate::identity::leaf_facts(conn.peer_certificates()?.first()?).ok()
 }
 
 /// The verified identity of a QUIC peer. The handshake already enforced the

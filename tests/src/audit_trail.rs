@@ -48,6 +48,8 @@ pub fn by_stream(records: &[AuditRecord]) -> BTreeMap<u64, (AuditRecord, AuditRe
                     r.stream_id
                 );
             }
+            // Connection records, not streams.
+            Event::Revoke => {}
         }
     }
     assert!(open.is_empty(), "streams without close: {open:?}");

@@ -46,6 +46,32 @@ impl Pki {
         Ok(self.ca.issue(&LeafSpec::new(kind, name))?)
     }
 
+    /// Writes `leaf` and the CA as `cert.pem`, `key.pem` and `ca.pem` in
+    /// `dir` (each replaced by a rename, as rotation tools do), for a
+    /// process that loads and reloads its credentials from files.
+    pub fn write_tls_files(
+        &self,
+        dir: &std::path::Path,
+        leaf: &IssuedCert,
+    ) -> anyhow::Result<proxy::credentials::TlsFiles> {
+        std::fs::create_dir_all(dir)?;
+        let files = proxy::credentials::TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            trust_bundle: dir.join("ca.pem"),
+        };
+        for (path, text) in [
+            (&files.cert, &leaf.cert_pem),
+            (&files.key, &leaf.key_pem),
+            (&files.trust_bundle, &self.ca.cert_pem()),
+        ] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, path)?;
+        }
+        Ok(files)
+    }
+
     /// The CA as a trust bundle.
     pub fn roots(&self) -> anyhow::Result<Arc<rustls::RootCertStore>> {
         Ok(roots_from_pem(self.ca.cert_pem().as_bytes())?)
@@ -93,6 +119,10 @@ pub struct Options {
     pub edge_audit_dir: Option<PathBuf>,
     /// Directory for the demo client's audit log (default: the state dir).
     pub client_audit_dir: Option<PathBuf>,
+    /// Write the edge's certificate, key and trust bundle to
+    /// `cert.pem`, `key.pem` and `ca.pem` in this directory and load them
+    /// from there (reloaded live) instead of holding them in memory.
+    pub edge_tls_dir: Option<PathBuf>,
 }
 
 /// The text of a policy allowing every identity of [`TRUST_DOMAIN`]
@@ -130,6 +160,7 @@ impl Default for Options {
             egress_workload: Some("app".into()),
             edge_audit_dir: None,
             client_audit_dir: None,
+            edge_tls_dir: None,
         }
     }
 }
@@ -235,6 +266,10 @@ impl Topology {
             edge_id: "edge-1".into(),
             identity: tls_identity(&edge_cert)?,
             trust: pki.roots()?,
+            tls_files: match &opts.edge_tls_dir {
+                Some(dir) => Some(pki.write_tls_files(dir, &edge_cert)?),
+                None => None,
+            },
             tunnel_listen: "127.0.0.1:0".parse()?,
             known_tunnels: opts.known_tunnels.clone(),
             max_egress_streams: tunnel_server::config::DEFAULT_MAX_EGRESS_STREAMS,
@@ -344,6 +379,7 @@ impl Topology {
         Ok(tunnel_client::Config {
             identity: tls_identity(&cert)?,
             trust: self.pki.roots()?,
+            tls_files: None,
             edges: vec![tunnel_client::config::EdgeAddress::new(
                 self.tunnel_addr.to_string(),
                 "localhost",

@@ -92,6 +92,19 @@ async fn connections(admin: SocketAddr) -> serde_json::Value {
     serde_json::from_str(body).unwrap()
 }
 
+/// `/connections` once it lists two connections (or after 10 s, for the
+/// assertion to show what it lists).
+async fn both_listed(admin: SocketAddr) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = connections(admin).await;
+        if identities(&status).len() == 2 || tokio::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn identities(status: &serde_json::Value) -> Vec<String> {
     let mut ids: Vec<String> = status["connections"]
         .as_array()
@@ -146,7 +159,9 @@ async fn a_client_on_two_edges_is_served_through_one_when_the_other_is_killed() 
     edge1.log.wait_for("tunnel registered").await;
     edge2.log.wait_for("tunnel registered").await;
 
-    let status = connections(client.addr("admin")).await;
+    // An edge logs the registration as it sends WELCOME; the client lists
+    // the connection once WELCOME has arrived.
+    let status = both_listed(client.addr("admin")).await;
     assert_eq!(
         identities(&status),
         [

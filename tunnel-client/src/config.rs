@@ -9,6 +9,7 @@ use proxy::audit::{AuditConfig, Side};
 use proxy::config::{
     load_toml, policy_handle, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits,
 };
+use proxy::credentials::TlsFiles;
 use proxy::policy::{PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::upstream::{specs_from_raw, RawUpstream};
@@ -181,6 +182,9 @@ pub struct Config {
     pub identity: TlsIdentity,
     /// CAs trusted for the edge.
     pub trust: Arc<RootCertStore>,
+    /// Where `identity` and `trust` were loaded from, so they reload live
+    /// (SIGHUP or a file change); `None`: they never change.
+    pub tls_files: Option<TlsFiles>,
     /// The edges' addresses (at least one).
     pub edges: Vec<EdgeAddress>,
     /// Distinct edges to keep connections to.
@@ -339,6 +343,11 @@ impl Config {
             (Some(identity), Some(trust), Some(audit)) => errors.finish(Config {
                 identity,
                 trust,
+                tls_files: Some(TlsFiles {
+                    cert: base.join(&raw.tls.cert),
+                    key: base.join(&raw.tls.key),
+                    trust_bundle: base.join(&raw.tls.trust_bundle),
+                }),
                 edges,
                 max_edges,
                 connections_per_edge,

@@ -87,6 +87,11 @@ pub struct Dialed<'p> {
     pub control_send: quinn::SendStream,
     /// The claim on this edge, turned into the pool entry.
     pub claim: crate::pool::Reservation<'p>,
+    /// The edge's registration among the client's authenticated
+    /// connections: fires if a reloaded policy revokes the edge.
+    pub session: proxy::revocation::Session,
+    /// When the edge's certificate expires (the connection closes then).
+    pub not_after: Option<std::time::SystemTime>,
 }
 
 /// Dials `to` once and registers. The QUIC handshake gets
@@ -114,6 +119,19 @@ pub async fn connect_once<'p>(
         .map_err(|e| DialError::Connect(e.to_string()))?;
     let edge = quic_peer_id(&conn)
         .ok_or_else(|| DialError::Connect("edge has no verified identity".into()))?;
+    let facts = proxy::tls::quic_peer_facts(&conn);
+    let session = shared
+        .sessions
+        .admit(&proxy::revocation::Peer {
+            identity: edge.as_str(),
+            serial: facts.as_ref().map(|f| f.serial.as_slice()),
+            kind: "edge",
+            tunnel: cfg.tunnel_name(),
+        })
+        .map_err(|reason| {
+            conn.close(conn_codes::REVOKED, reason.as_bytes());
+            DialError::Refused(format!("edge {edge} is revoked here: {reason}"))
+        })?;
     let claim = match shared.pool.claim(slot, &edge, to.addr) {
         Ok(claim) => claim,
         Err(full) => {
@@ -180,6 +198,8 @@ pub async fn connect_once<'p>(
         control,
         control_send,
         claim,
+        session,
+        not_after: facts.map(|f| f.not_after),
     })
 }
 
@@ -396,12 +416,27 @@ async fn run_slot(
                     control,
                     mut control_send,
                     claim,
+                    session,
+                    not_after,
                 } = d;
                 // Usable for egress before anyone is told it is connected.
                 let entry = pool.add(claim, conn, welcome.edge_id, edge, to.addr);
-                let served = serve_connection(&entry, control, &mut control_send, &shared)
-                    .instrument(span.clone())
-                    .await;
+                let served = proxy::revocation::guard(
+                    &session,
+                    not_after,
+                    serve_connection(&entry, control, &mut control_send, &shared),
+                )
+                .instrument(span.clone())
+                .await;
+                let served = served.unwrap_or_else(|cut| {
+                    warn!(reason = cut.as_str(), "closing the edge connection");
+                    let code = match cut {
+                        proxy::revocation::Cut::Revoked => conn_codes::REVOKED,
+                        proxy::revocation::Cut::Expired => conn_codes::EXPIRED,
+                    };
+                    entry.conn.close(code, cut.as_str().as_bytes());
+                    Served::Lost
+                });
                 if since.elapsed() >= cfg.stable_after {
                     attempt = 0;
                 }

@@ -23,9 +23,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use proxy::audit::AuditLog;
+use proxy::credentials::Credentials;
 use proxy::identity::IdentityRule;
 use proxy::lifecycle::{Ending, Lifecycle};
-use proxy::tls::client_config;
+use proxy::tls::client_config_live;
 use proxy::wire::ALPN;
 use tokio::sync::watch;
 
@@ -48,6 +49,11 @@ pub struct Shared {
     pub resolver: resolver::Resolver,
     /// Owns every task of the client, and its shutdown phase.
     pub life: Lifecycle,
+    /// The certificate, key and trust bundle new handshakes use.
+    pub credentials: Arc<Credentials>,
+    /// Every authenticated edge connection, closed when a reloaded policy
+    /// revokes the edge.
+    pub sessions: Arc<proxy::revocation::LiveSessions>,
 }
 
 /// Why the client could not start.
@@ -94,6 +100,8 @@ pub struct Bound {
     pub egress_addrs: Vec<SocketAddr>,
     /// The audit log, for status and tests.
     pub audit: AuditLog,
+    /// The live TLS credentials, for status and tests.
+    pub credentials: Arc<Credentials>,
     state: watch::Receiver<TunnelState>,
     life: Lifecycle,
     // Not the whole `Shared`: its upstream pools own connection tasks the
@@ -186,9 +194,13 @@ pub struct Addresses {
 /// Starts the client: builds TLS and upstream pools, then dials.
 pub fn build(config: Config) -> Result<Bound, BuildError> {
     let td = config.identity.id.trust_domain().to_string();
-    let tls = client_config(
-        &config.identity,
+    let credentials = Credentials::new(
+        config.identity.clone(),
         config.trust.clone(),
+        config.tls_files.clone(),
+    )?;
+    let tls = client_config_live(
+        &credentials,
         IdentityRule {
             trust_domain: td,
             kind: Some("edge"),
@@ -250,6 +262,10 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         proxy::liveness::silence_bound(config.limits.keepalive),
         tx,
     ));
+    let sessions = proxy::revocation::LiveSessions::new(
+        vec![config.policy.clone(), config.egress_policy.clone()],
+        audit.clone(),
+    );
     let resolver = resolver::Resolver::new(config.edges.clone(), config.resolve_interval);
     let shared = Arc::new(Shared {
         config,
@@ -259,7 +275,23 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         pool: pool.clone(),
         resolver,
         life: life.clone(),
+        credentials: credentials.clone(),
+        sessions: sessions.clone(),
     });
+    for policy in [&shared.config.policy, &shared.config.egress_policy] {
+        life.spawn(proxy::revocation::enforce(
+            sessions.clone(),
+            policy.clone(),
+            life.close_token(),
+        ));
+    }
+    if credentials.files().is_some() {
+        life.spawn(proxy::credentials::watch(
+            credentials.clone(),
+            proxy::credentials::POLL_INTERVAL,
+            life.close_token(),
+        ));
+    }
     if let Some(listener) = admin {
         let (log, state, phase) = (audit.clone(), rx.clone(), life.clone());
         let readiness: proxy::admin::Readiness = Arc::new(move || {
@@ -309,6 +341,7 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         admin_addr,
         egress_addrs,
         audit,
+        credentials,
         state: rx,
         life,
         pool,

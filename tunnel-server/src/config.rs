@@ -10,6 +10,7 @@ use proxy::audit::{AuditConfig, Side};
 use proxy::config::{
     load_toml, policy_handle, socket_addr, ConfigErrors, RawAdmin, RawAudit, RawLimits,
 };
+use proxy::credentials::TlsFiles;
 use proxy::policy::{PolicyHandle, Scope};
 use proxy::tls::{load_identity, load_trust_bundle, TlsIdentity};
 use proxy::{Limits, SpiffeId};
@@ -181,6 +182,9 @@ pub struct Config {
     pub identity: TlsIdentity,
     /// CAs trusted for tunnel clients and callers.
     pub trust: Arc<RootCertStore>,
+    /// Where `identity` and `trust` were loaded from, so they reload live
+    /// (SIGHUP or a file change); `None`: they never change.
+    pub tls_files: Option<TlsFiles>,
     /// QUIC listener.
     pub tunnel_listen: SocketAddr,
     /// Tunnel names expected even before they connect.
@@ -366,6 +370,11 @@ impl Config {
                     edge_id,
                     identity,
                     trust,
+                    tls_files: Some(TlsFiles {
+                        cert: base.join(&raw.tls.cert),
+                        key: base.join(&raw.tls.key),
+                        trust_bundle: base.join(&raw.tls.trust_bundle),
+                    }),
                     tunnel_listen,
                     known_tunnels: raw.tunnels.known,
                     max_egress_streams,

@@ -3,14 +3,17 @@
 //! loopback with a configured caller identity. When the edge drains, the
 //! listeners close and each connection is closed gracefully (HTTP/2 GOAWAY;
 //! HTTP/1.1 after the response in flight); every caller connection is one
-//! of the calls the drain waits for.
+//! of the calls the drain waits for. A caller whose identity or
+//! certificate is revoked, or whose certificate expires, is cut off with
+//! every call on its connection.
 
 use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use proxy::tls::tls_peer_id;
+use proxy::revocation::{guard, Peer};
+use proxy::tls::{tls_peer_facts, tls_peer_id};
 use proxy::SpiffeId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -43,6 +46,37 @@ where
         service_fn(move |req| Box::pin(crate::call::handle(req, caller.clone(), shared.clone())));
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     proxy::lifecycle::serve_until_closed(conn, &life, "caller", |c| c.graceful_shutdown()).await;
+}
+
+/// [`serve_http`] for an authenticated caller, refused if it is revoked,
+/// cut off (with every call on the connection) when a reloaded policy
+/// revokes it or its certificate reaches `not_after`.
+async fn serve_guarded<IO>(
+    io: IO,
+    caller: SpiffeId,
+    serial: Option<&[u8]>,
+    not_after: Option<std::time::SystemTime>,
+    shared: Arc<Shared>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = Peer {
+        identity: caller.as_str(),
+        serial,
+        kind: "caller",
+        tunnel: "",
+    };
+    let session = match shared.sessions.admit(&peer) {
+        Ok(s) => s,
+        Err(reason) => {
+            warn!(caller = %caller, %reason, "caller connection refused: revoked");
+            return;
+        }
+    };
+    let who = caller.clone();
+    if let Err(cut) = guard(&session, not_after, serve_http(io, caller, shared)).await {
+        warn!(caller = %who, reason = cut.as_str(), "caller connection closed");
+    }
 }
 
 /// Accepts mTLS callers until the edge drains (the listener is closed
@@ -85,7 +119,10 @@ pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc
                     warn!("caller has no verified identity");
                     return;
                 };
-                serve_http(tls, caller, shared).await;
+                let facts = tls_peer_facts(tls.get_ref().1);
+                let serial = facts.as_ref().map(|f| f.serial.as_slice());
+                let not_after = facts.as_ref().map(|f| f.not_after);
+                serve_guarded(tls, caller, serial, not_after, shared).await;
             }
             .instrument(span),
         );
@@ -105,8 +142,8 @@ pub async fn serve_plaintext(listener: TcpListener, caller: SpiffeId, shared: Ar
         };
         let _ = tcp.set_nodelay(true);
         let span = tracing::debug_span!("caller_conn", %remote, plaintext = true);
-        shared
-            .life
-            .spawn_call(serve_http(tcp, caller.clone(), shared.clone()).instrument(span));
+        shared.life.spawn_call(
+            serve_guarded(tcp, caller.clone(), None, None, shared.clone()).instrument(span),
+        );
     }
 }

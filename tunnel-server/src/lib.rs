@@ -26,9 +26,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use proxy::audit::AuditLog;
+use proxy::credentials::Credentials;
 use proxy::identity::IdentityRule;
 use proxy::lifecycle::{Ending, Lifecycle};
-use proxy::tls::server_config;
+use proxy::tls::server_config_live;
 use proxy::wire::ALPN;
 use tokio::net::TcpListener;
 use tracing::info;
@@ -50,6 +51,11 @@ pub struct Shared {
     pub egress_upstreams: std::collections::HashMap<String, proxy::upstream::Upstream>,
     /// Owns every task of the edge, and its shutdown phase.
     pub life: Lifecycle,
+    /// The certificate, key and trust bundle new handshakes use.
+    pub credentials: Arc<Credentials>,
+    /// Every authenticated tunnel and caller connection, closed when a
+    /// reloaded policy revokes its peer.
+    pub sessions: Arc<proxy::revocation::LiveSessions>,
 }
 
 /// Why the edge could not start.
@@ -90,6 +96,10 @@ pub struct Bound {
     pub admin_addr: Option<SocketAddr>,
     /// The audit log, for status and tests.
     pub audit: AuditLog,
+    /// The live TLS credentials, for status and tests.
+    pub credentials: Arc<Credentials>,
+    /// The authenticated connections, for status and tests.
+    pub sessions: Arc<proxy::revocation::LiveSessions>,
     life: Lifecycle,
 }
 
@@ -168,9 +178,13 @@ fn bind_err(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> BuildError {
 /// any part of the configuration is unusable.
 pub async fn build(config: Config) -> Result<Bound, BuildError> {
     let td = config.identity.id.trust_domain().to_string();
-    let quic_tls = server_config(
-        &config.identity,
+    let credentials = Credentials::new(
+        config.identity.clone(),
         config.trust.clone(),
+        config.tls_files.clone(),
+    )?;
+    let quic_tls = server_config_live(
+        &credentials,
         IdentityRule {
             trust_domain: td.clone(),
             kind: Some("tunnel"),
@@ -188,26 +202,28 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     let tcp_tls = if config.tcp_ingress.is_empty() {
         None
     } else {
-        Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
-            &config.identity,
-            config.trust.clone(),
-            IdentityRule {
-                trust_domain: td.clone(),
-                kind: None,
-            },
-            &[],
-        )?)))
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            server_config_live(
+                &credentials,
+                IdentityRule {
+                    trust_domain: td.clone(),
+                    kind: None,
+                },
+                &[],
+            )?,
+        )))
     };
     let ingress_tls = match config.ingress_listen {
-        Some(_) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
-            &config.identity,
-            config.trust.clone(),
-            IdentityRule {
-                trust_domain: td,
-                kind: None,
-            },
-            &[b"h2", b"http/1.1"],
-        )?))),
+        Some(_) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            server_config_live(
+                &credentials,
+                IdentityRule {
+                    trust_domain: td,
+                    kind: None,
+                },
+                &[b"h2", b"http/1.1"],
+            )?,
+        ))),
         None => None,
     };
 
@@ -269,6 +285,10 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     let life = Lifecycle::new();
     let egress_upstreams = proxy::upstream::build(&config.upstreams, &config.limits, &life)?;
     let registry = Arc::new(Registry::new(config.known_tunnels.clone()));
+    let sessions = proxy::revocation::LiveSessions::new(
+        vec![config.policy.clone(), config.egress_policy.clone()],
+        audit.clone(),
+    );
     info!(edge = %config.edge_id, identity = %config.identity.id, %tunnel_addr, ?ingress_addr, ?plaintext_addr, "edge listening");
     let shared = Arc::new(Shared {
         config,
@@ -277,7 +297,23 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         next_stream: AtomicU64::new(0),
         egress_upstreams,
         life: life.clone(),
+        credentials: credentials.clone(),
+        sessions: sessions.clone(),
     });
+    for policy in [&shared.config.policy, &shared.config.egress_policy] {
+        life.spawn(proxy::revocation::enforce(
+            sessions.clone(),
+            policy.clone(),
+            life.close_token(),
+        ));
+    }
+    if credentials.files().is_some() {
+        life.spawn(proxy::credentials::watch(
+            credentials.clone(),
+            proxy::credentials::POLL_INTERVAL,
+            life.close_token(),
+        ));
+    }
     for policy in [&shared.config.policy, &shared.config.egress_policy] {
         if policy.source().is_some() {
             life.spawn(proxy::policy::reload::watch(
@@ -326,6 +362,8 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         registry,
         admin_addr,
         audit,
+        credentials,
+        sessions,
         life,
     })
 }

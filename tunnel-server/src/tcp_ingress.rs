@@ -61,7 +61,7 @@ async fn connection(
     shared: &Arc<Shared>,
 ) {
     let limits = shared.config.limits;
-    let mut tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             warn!(error = %e, "tcp caller TLS handshake refused");
@@ -76,6 +76,36 @@ async fn connection(
         warn!("tcp caller has no verified identity");
         return;
     };
+    let facts = proxy::tls::tls_peer_facts(tls.get_ref().1);
+    let session = match shared.sessions.admit(&proxy::revocation::Peer {
+        identity: caller.as_str(),
+        serial: facts.as_ref().map(|f| f.serial.as_slice()),
+        kind: "caller",
+        tunnel: "",
+    }) {
+        Ok(s) => s,
+        Err(reason) => {
+            warn!(caller = %caller, %reason, "tcp caller refused: revoked");
+            return;
+        }
+    };
+    let not_after = facts.map(|f| f.not_after);
+    let served =
+        proxy::revocation::guard(&session, not_after, forward(tls, &caller, route, shared)).await;
+    if let Err(cut) = served {
+        warn!(caller = %caller, reason = cut.as_str(), "tcp connection closed");
+    }
+}
+
+/// The life of one authenticated raw TCP connection: admitted, bridged
+/// to the tunnel, closed.
+async fn forward(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    caller: &proxy::SpiffeId,
+    route: &TcpIngress,
+    shared: &Arc<Shared>,
+) {
+    let limits = shared.config.limits;
     let rid = format!("{:032x}", rand::random::<u128>());
     let stream_id = shared.next_stream.fetch_add(1, Ordering::Relaxed);
     tracing::Span::current().record("stream_id", stream_id);
@@ -97,7 +127,7 @@ async fn connection(
         },
     );
     let ask = Ask {
-        caller: &caller,
+        caller,
         tunnel: &route.tunnel,
         service: &route.service,
         method: "CONNECT",

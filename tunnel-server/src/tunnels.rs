@@ -4,13 +4,16 @@
 //! loop, so one slow peer cannot stall the rest. While the edge drains,
 //! new tunnel connections are refused, each registered client is sent
 //! GOAWAY, and registered connections keep carrying the calls in flight;
-//! when it closes, each is closed with `GOING_AWAY`.
+//! when it closes, each is closed with `GOING_AWAY`. A connection whose
+//! client certificate expires is closed with `EXPIRED` at `not_after`; one
+//! whose identity or certificate a reloaded policy revokes, with `REVOKED`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use proxy::forward::{FrameReader, StreamError};
+use proxy::revocation::{Cut, Peer};
 use proxy::tls::quic_peer_id;
 use proxy::wire::codes::conn as conn_codes;
 use proxy::wire::{self, ControlError, Frame, PeerLimits, RefuseCode, Welcome};
@@ -72,6 +75,20 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         return;
     };
     tracing::Span::current().record("tunnel", name.as_str());
+    let facts = proxy::tls::quic_peer_facts(&conn);
+    let session = match shared.sessions.admit(&Peer {
+        identity: identity.as_str(),
+        serial: facts.as_ref().map(|f| f.serial.as_slice()),
+        kind: "tunnel",
+        tunnel: &name,
+    }) {
+        Ok(s) => s,
+        Err(reason) => {
+            warn!(tunnel = %name, %reason, "tunnel connection refused: revoked");
+            conn.close(conn_codes::REVOKED, reason.as_bytes());
+            return;
+        }
+    };
     let registration = tokio::select! {
         r = tokio::time::timeout(
             limits.handshake_timeout,
@@ -108,7 +125,20 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
         id: reg_id,
         identity: &identity,
     };
-    serve_registered(&conn, control, control_send, &shared, registered).await;
+    let served = proxy::revocation::guard(
+        &session,
+        facts.map(|f| f.not_after),
+        serve_registered(&conn, control, control_send, &shared, registered),
+    )
+    .await;
+    if let Err(cut) = served {
+        warn!(tunnel = %name, reason = cut.as_str(), "closing the tunnel connection");
+        let code = match cut {
+            Cut::Revoked => conn_codes::REVOKED,
+            Cut::Expired => conn_codes::EXPIRED,
+        };
+        conn.close(code, cut.as_str().as_bytes());
+    }
     shared.registry.deregister(&name, reg_id);
     info!(tunnel = %name, reason = ?conn.close_reason(), "tunnel disconnected");
 }

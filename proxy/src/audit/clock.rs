@@ -12,7 +12,7 @@ pub(super) fn now() -> String {
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.mmmZ`. Times before 1970 (a clock
 /// set absurdly wrong) are written as the epoch rather than failing the
 /// record: the chain, not the timestamp, is what orders records.
-pub(super) fn format_rfc3339_millis(t: SystemTime) -> String {
+pub fn format_rfc3339_millis(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days(secs / 86_400);

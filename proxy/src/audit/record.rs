@@ -21,6 +21,11 @@ pub enum Event {
     Open,
     /// The stream ended (cleanly or not); carries status, bytes and duration.
     Close,
+    /// Not a stream: a connection authenticated by a revoked identity or
+    /// certificate was closed or refused (`caller` is the identity,
+    /// `reason` names what was revoked, `labels.connection` what kind of
+    /// connection it was). `stream_id` is 0.
+    Revoke,
 }
 
 /// Which end of the tunnel wrote a log; stamped on every record by the

@@ -54,8 +54,18 @@ fn first_mismatch(rule: &Rule, s: &Subject<'_>) -> Option<&'static str> {
     None
 }
 
-/// Decides on `s`, and says for each rule whether it matched.
+/// Decides on `s`, and says for each rule whether it matched. A revoked
+/// caller or tunnel is denied before any rule, dry run or not.
 pub fn explain(policy: &Policy, s: &Subject<'_>) -> (Decision, Vec<RuleTrace>) {
+    if policy.revoked.reason(s.caller, None).is_some()
+        || policy.revoked.reason(s.tunnel, None).is_some()
+    {
+        let decision = Decision {
+            outcome: Outcome::Deny,
+            rule: Some(super::model::REVOKED_RULE.to_string()),
+        };
+        return (decision, Vec::new());
+    }
     let mut trace = Vec::with_capacity(policy.rules.len());
     let mut deny: Option<&Rule> = None;
     let mut dry_deny: Option<&Rule> = None;

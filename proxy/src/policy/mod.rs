@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 
 pub use canonical::{canonical_authority, canonical_path, InputError};
 pub use eval::{decide, explain, RuleTrace};
-pub use model::{Decision, Effect, Outcome, Policy, Rule, Scope, Subject};
+pub use model::{Decision, Effect, Outcome, Policy, Revoked, Rule, Scope, Subject, REVOKED_RULE};
 pub use parse::{parse_policy, PolicyErrors};
 pub use permit::{authorize, Permit};
 
@@ -163,6 +163,9 @@ pub fn explain_text(policy: &Policy, s: &Subject<'_>) -> String {
                 t.line, t.id
             )),
         }
+    }
+    if decision.rule() == Some(REVOKED_RULE) {
+        out.push_str("the caller or the tunnel is on the [revoked] list: denied before any rule\n");
     }
     if decision.rule.is_none() && !decision.permits() {
         out.push_str("no allow rule matched: default deny\n");

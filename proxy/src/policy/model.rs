@@ -61,6 +61,43 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Record every denial as `would-deny` and deny nothing (trial runs).
     pub dry_run: bool,
+    /// Identities and certificates that may not connect or call at all.
+    pub revoked: Revoked,
+}
+
+/// The `[revoked]` table: a deny list checked before any rule, enforced
+/// even in dry-run, that also closes the live connections it names (see
+/// `crate::revocation`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Exact SPIFFE IDs.
+    pub identities: std::collections::BTreeSet<String>,
+    /// Certificate serials, as bytes without leading zeros.
+    pub serials: std::collections::BTreeSet<Vec<u8>>,
+}
+
+/// The rule id a decision names when the deny list decided it; no rule in
+/// a file may use it.
+pub const REVOKED_RULE: &str = "revoked";
+
+impl Revoked {
+    /// Why `identity` (presenting the certificate with `serial`, if known)
+    /// is revoked, or `None`.
+    pub fn reason(&self, identity: &str, serial: Option<&[u8]>) -> Option<String> {
+        if self.identities.contains(identity) {
+            return Some(format!("identity {identity} is revoked"));
+        }
+        let serial = serial.filter(|s| self.serials.contains(*s))?;
+        Some(format!(
+            "certificate serial {} is revoked",
+            crate::identity::format_serial(serial)
+        ))
+    }
+
+    /// Nothing revoked.
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty() && self.serials.is_empty()
+    }
 }
 
 impl Policy {
@@ -71,6 +108,7 @@ impl Policy {
             scope,
             rules: Vec::new(),
             dry_run: false,
+            revoked: Revoked::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Effect, Policy, Rule, Scope};
+use super::model::{Effect, Policy, Revoked, Rule, Scope, REVOKED_RULE};
 use super::pattern::{GrpcPattern, IdPattern, NamePattern, PathPrefix};
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +17,38 @@ struct RawPolicy {
     dry_run: bool,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    revoked: RawRevoked,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevoked {
+    #[serde(default)]
+    identities: Vec<String>,
+    #[serde(default)]
+    serials: Vec<String>,
+}
+
+fn revoked(raw: RawRevoked, errs: &mut Vec<String>) -> Revoked {
+    let mut out = Revoked::default();
+    for id in raw.identities {
+        match crate::identity::SpiffeId::parse(&id) {
+            Ok(_) => {
+                out.identities.insert(id);
+            }
+            Err(e) => errs.push(format!("revoked.identities: {e}")),
+        }
+    }
+    for serial in raw.serials {
+        match crate::identity::parse_serial(&serial) {
+            Ok(s) => {
+                out.serials.insert(s);
+            }
+            Err(e) => errs.push(format!("revoked.serials: {e}")),
+        }
+    }
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +120,11 @@ pub fn parse_policy(text: &str, scope: Scope) -> Result<Policy, PolicyErrors> {
         if !id_ok {
             errs.push(format!(
                 "{at}: id must be 1-64 characters of A-Z a-z 0-9 - _ ."
+            ));
+        }
+        if r.id == REVOKED_RULE {
+            errs.push(format!(
+                "{at}: the id '{REVOKED_RULE}' is reserved for decisions of the [revoked] list"
             ));
         }
         if !ids.insert(r.id.clone()) {
@@ -170,11 +207,13 @@ pub fn parse_policy(text: &str, scope: Scope) -> Result<Policy, PolicyErrors> {
             line,
         });
     }
+    let revoked = revoked(raw.revoked, &mut errs);
     if errs.is_empty() {
         Ok(Policy {
             scope,
             rules,
             dry_run: raw.dry_run,
+            revoked,
         })
     } else {
         Err(PolicyErrors(errs))

@@ -38,4 +38,9 @@ pub mod conn {
     pub const GOING_AWAY: VarInt = VarInt::from_u32(0x3);
     /// A newer connection from the same tunnel replaced this one.
     pub const REPLACED: VarInt = VarInt::from_u32(0x4);
+    /// The peer's certificate reached its `not_after`; redial with a
+    /// current one.
+    pub const EXPIRED: VarInt = VarInt::from_u32(0x5);
+    /// The peer's identity or certificate is on the `[revoked]` list.
+    pub const REVOKED: VarInt = VarInt::from_u32(0x6);
 }
