@@ -83,6 +83,8 @@ pub struct RawLimits {
     pub udp_buffer_bytes: Option<u32>,
     /// See [`Limits::shutdown_grace`].
     pub shutdown_grace_ms: Option<u64>,
+    /// See [`Limits::retry_buffer_bytes`].
+    pub retry_buffer_bytes: Option<u32>,
 }
 
 impl RawLimits {
@@ -109,6 +111,7 @@ impl RawLimits {
                 .unwrap_or(d.max_http_header_bytes),
             udp_buffer_bytes: self.udp_buffer_bytes.unwrap_or(d.udp_buffer_bytes),
             shutdown_grace: ms(self.shutdown_grace_ms, d.shutdown_grace),
+            retry_buffer_bytes: self.retry_buffer_bytes.unwrap_or(d.retry_buffer_bytes),
         };
         if let Err(e) = limits.validate() {
             errors.push("limits", e);

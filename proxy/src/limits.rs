@@ -48,6 +48,12 @@ pub struct Limits {
     /// with both defaults SIGKILL can land as the wait ends: set the
     /// orchestrator's grace above this (docs/operations.md).
     pub shutdown_grace: Duration,
+    /// Largest request body the edge holds so that a call refused by a
+    /// draining connection (or one that could not open a stream) can be
+    /// sent again on another: only what the caller has already delivered
+    /// when the call is routed is held, never waited for. 64 KiB covers
+    /// unary gRPC and small POSTs; 0 turns retries off.
+    pub retry_buffer_bytes: u32,
     /// Receive and send buffer asked for the QUIC UDP socket. 4 MiB holds
     /// a burst of handshakes and a few round trips of bulk data; the
     /// kernel caps it at `net.core.rmem_max`/`wmem_max`.
@@ -69,6 +75,7 @@ impl Default for Limits {
             max_http_header_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(30),
             udp_buffer_bytes: 4 * 1024 * 1024,
+            retry_buffer_bytes: 64 * 1024,
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Forwards one caller request over a tunnel: validate, route, admit
 //! (`crate::admit` and `proxy::admission`), open a QUIC stream, send OPEN
 //! and the body, and turn the answer back into an HTTP response whose body
-//! streams from the tunnel.
+//! streams from the tunnel. A call whose whole request has arrived is
+//! retried on another connection of the tunnel when its connection
+//! refuses it as draining, or no stream can be opened on it: in both
+//! cases nothing reached the service (docs/operations.md lists which
+//! refusals are retried).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,15 +14,20 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use proxy::admission::validate::{self, HostRule};
+use proxy::admission::Admitted;
 use proxy::admission::{Pending, Refusal, StreamFields};
 use proxy::audit::Direction;
 use proxy::forward::head::{is_grpc, request_id, trace_id};
-use proxy::forward::open::{answer, grpc_timeout, open_call, Unanswered, Via};
+use proxy::forward::open::{
+    answer, attempt_call, grpc_timeout, open_call, Failed, Unanswered, Via,
+};
+use proxy::forward::replay::{prefetch, Prefetched};
 use proxy::forward::{BoxError, HttpBody};
 use proxy::SpiffeId;
-use tracing::Instrument;
+use tracing::{debug, Instrument};
 
 use crate::admit::{admit, Ask};
+use crate::registry::Routed;
 use crate::route::route_for_host;
 use crate::Shared;
 
@@ -105,8 +114,73 @@ where
         peer: &route.tunnel,
         deadline: grpc_timeout(&parts.headers),
     };
+    let limits = &shared.config.limits;
+    let replay = match prefetch(body, limits.retry_buffer_bytes as usize) {
+        Prefetched::Complete(replay) if limits.retry_buffer_bytes > 0 => replay,
+        Prefetched::Complete(replay) => {
+            return once(tunnel, admitted, &parts, replay, via, limits).await
+        }
+        Prefetched::Streaming(body) => {
+            return once(tunnel, admitted, &parts, body, via, limits).await
+        }
+    };
+    // The whole request is here: a call the far end refuses as draining,
+    // or that no stream could be opened for, goes to another connection
+    // of the tunnel. Nothing had reached the service, and the call keeps
+    // its one audit trail.
+    let mut tunnel = tunnel;
+    let mut tried = vec![tunnel.id];
+    loop {
+        let (conn, id) = (tunnel.conn.clone(), tunnel.id);
+        // In flight on this connection until the call's last byte.
+        admitted.hold(tunnel);
+        let attempt = attempt_call(&conn, &parts, replay.again(), via, limits, admitted, true);
+        let (back, error) = match attempt.await {
+            Ok(resp) => return Ok(resp),
+            Err(Failed::Final(u)) => return Err(u),
+            Err(Failed::Retry(back, error)) => (back, error),
+        };
+        admitted = *back;
+        if error.code() == "draining" {
+            // The client said so before its GOAWAY arrived.
+            shared.registry.mark_draining(&route.tunnel, id);
+        }
+        let next = (tried.len() < MAX_ATTEMPTS)
+            .then(|| {
+                shared
+                    .registry
+                    .lookup_other(&route.tunnel, &tried, &route.service)
+            })
+            .flatten();
+        match next {
+            Some(next) => {
+                debug!(error = %error, attempt = tried.len() + 1, "retrying the call on another connection of the tunnel");
+                tried.push(next.id);
+                tunnel = next;
+            }
+            None => return Err(Unanswered::Refused(admitted.refuse(error).await)),
+        }
+    }
+}
+
+/// Attempts per call: the first connection and up to two others.
+pub const MAX_ATTEMPTS: usize = 3;
+
+/// Sends a call on `tunnel` once, with no retry.
+async fn once<B>(
+    tunnel: Routed,
+    mut admitted: Admitted,
+    parts: &http::request::Parts,
+    body: B,
+    via: Via<'_>,
+    limits: &proxy::Limits,
+) -> Result<Response<HttpBody>, Unanswered>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
     let conn = tunnel.conn.clone();
     // In flight on this connection until the call's last byte.
     admitted.hold(tunnel);
-    open_call(&conn, &parts, body, via, &shared.config.limits, admitted).await
+    open_call(&conn, parts, body, via, limits, admitted).await
 }

@@ -181,6 +181,23 @@ impl Registry {
         }
     }
 
+    /// Another connection of `name` for a retried call: not one of
+    /// `tried`, not draining, offering `service`; the fewest calls in
+    /// flight, then the newest.
+    pub fn lookup_other(&self, name: &str, tried: &[u64], service: &str) -> Option<Routed> {
+        let inner = self.inner.lock().ok()?;
+        inner
+            .live
+            .get(name)?
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                !tried.contains(&c.id) && !c.is_draining() && c.services.contains(service)
+            })
+            .min_by_key(|(i, c)| (c.in_flight(), std::cmp::Reverse(*i)))
+            .map(|(_, c)| Routed::new(c.clone()))
+    }
+
     /// The live connections of `name` (status and tests).
     pub fn connections(&self, name: &str) -> Vec<TunnelConn> {
         self.inner

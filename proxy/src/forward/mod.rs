@@ -17,6 +17,7 @@ pub mod observe;
 pub mod open;
 pub mod pump;
 pub mod reader;
+pub mod replay;
 pub mod status;
 pub mod tcp;
 

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::admission::{Admitted, Refusal};
 use crate::audit::Direction;
-use crate::wire::{codes, Frame};
+use crate::wire::{codes, Frame, RefuseCode};
 use crate::Limits;
 
 /// Why a call through the tunnel did not produce a response. Both are
@@ -72,6 +72,18 @@ async fn open_stream(
     }
 }
 
+/// Why one attempt of a call produced no response.
+pub enum Failed {
+    /// Final: already audited, answer the caller with it.
+    Final(Unanswered),
+    /// Nothing reached the service: no stream could be opened on the
+    /// connection, or the far end refused the call with `draining` before
+    /// reading it. The call may be sent again on another connection with
+    /// the same `Admitted` (its audit trail is still open); if it is not,
+    /// refuse it with the error.
+    Retry(Box<Admitted>, CallError),
+}
+
 /// Opens one stream on `conn` to exactly the service `admitted` allows,
 /// sends OPEN and the body (concurrently with reading the answer), and
 /// returns the response whose body streams from the tunnel and owns the
@@ -82,16 +94,42 @@ pub async fn open_call<B>(
     body: B,
     via: Via<'_>,
     limits: &Limits,
-    mut admitted: Admitted,
+    admitted: Admitted,
 ) -> Result<Response<HttpBody>, Unanswered>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
+    match attempt_call(conn, parts, body, via, limits, admitted, false).await {
+        Ok(resp) => Ok(resp),
+        Err(Failed::Final(u)) => Err(u),
+        Err(Failed::Retry(admitted, e)) => Err(Unanswered::Refused(admitted.refuse(e).await)),
+    }
+}
+
+/// [`open_call`] as one attempt: with `retryable`, a failure that left
+/// the service untouched comes back as [`Failed::Retry`] instead of being
+/// refused, so the caller can try another connection. Only a body the
+/// caller can send again (`super::replay`) should be attempted so.
+pub async fn attempt_call<B>(
+    conn: &quinn::Connection,
+    parts: &request::Parts,
+    body: B,
+    via: Via<'_>,
+    limits: &Limits,
+    mut admitted: Admitted,
+    retryable: bool,
+) -> Result<Response<HttpBody>, Failed>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let fin = |u| Failed::Final(u);
     let span = tracing::debug_span!("call", stream_id = admitted.stream_id(), request_id = %admitted.request_id(), peer = %via.peer, service = %admitted.permit().service());
     let (send, recv) = match open_stream(conn, &via, limits).await {
         Ok(s) => s,
-        Err(e) => return Err(Unanswered::Refused(admitted.refuse(e).await)),
+        Err(e) if retryable => return Err(Failed::Retry(Box::new(admitted), e)),
+        Err(e) => return Err(fin(Unanswered::Refused(admitted.refuse(e).await))),
     };
     let mut send = SendGuard::new(send);
     let open = open_for_request(
@@ -116,7 +154,7 @@ where
             let e = CallError::TunnelFailure {
                 reason: e.to_string(),
             };
-            return Err(Unanswered::Refused(admitted.refuse(e).await));
+            return Err(fin(Unanswered::Refused(admitted.refuse(e).await)));
         }
         Ok(Started::Done(outcome)) => {
             debug!(parent: &span, ?outcome, "request body done with its head");
@@ -149,7 +187,7 @@ where
                     admitted.permit().service()
                 ),
             };
-            return Err(Unanswered::Refused(admitted.refuse(e).await));
+            return Err(fin(Unanswered::Refused(admitted.refuse(e).await)));
         }
     };
     match head {
@@ -165,7 +203,21 @@ where
             ending.grpc_status = grpc_status(resp.headers());
             Ok(resp.map(|body| AuditedBody::new(body, admitted).boxed_unsync()))
         }
-        other => Err(head_failure(other, &mut reader, &via, admitted, "a response").await),
+        Ok(Some(Frame::Refuse(r))) if retryable && r.code == RefuseCode::Draining => {
+            // The far end refused before reading: nothing reached the
+            // service. The request body task, if any, stops with `pump`.
+            drop(pump);
+            let e = CallError::from_refuse(r, via.peer, admitted.permit().service());
+            Err(Failed::Retry(Box::new(admitted), e))
+        }
+        other => Err(fin(head_failure(
+            other,
+            &mut reader,
+            &via,
+            admitted,
+            "a response",
+        )
+        .await)),
     }
 }
 
