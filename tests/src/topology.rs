@@ -123,6 +123,8 @@ pub struct Options {
     /// `cert.pem`, `key.pem` and `ca.pem` in this directory and load them
     /// from there (reloaded live) instead of holding them in memory.
     pub edge_tls_dir: Option<PathBuf>,
+    /// The edge's `[tunnels] max_connections`, when not the default.
+    pub edge_max_connections: Option<usize>,
 }
 
 /// The text of a policy allowing every identity of [`TRUST_DOMAIN`]
@@ -161,6 +163,7 @@ impl Default for Options {
             edge_audit_dir: None,
             client_audit_dir: None,
             edge_tls_dir: None,
+            edge_max_connections: None,
         }
     }
 }
@@ -273,6 +276,10 @@ impl Topology {
             tunnel_listen: "127.0.0.1:0".parse()?,
             known_tunnels: opts.known_tunnels.clone(),
             max_egress_streams: tunnel_server::config::DEFAULT_MAX_EGRESS_STREAMS,
+            max_connections: opts
+                .edge_max_connections
+                .unwrap_or(tunnel_server::config::DEFAULT_MAX_CONNECTIONS),
+            max_handshakes: tunnel_server::config::DEFAULT_MAX_HANDSHAKES,
             stateless_reset_key_file: None,
             stateless_reset_interval: tunnel_server::config::DEFAULT_STATELESS_RESET_INTERVAL,
             domain: DOMAIN.into(),

@@ -101,6 +101,12 @@ pub struct RawTunnels {
     /// Streams one tunnel may have open towards the edge at once (its
     /// egress calls); default [`DEFAULT_MAX_EGRESS_STREAMS`].
     pub max_egress_streams: Option<u32>,
+    /// Tunnel connections the edge holds at once (handshaking or
+    /// registered); default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: Option<usize>,
+    /// QUIC handshakes and registrations in progress at once; default
+    /// [`DEFAULT_MAX_HANDSHAKES`].
+    pub max_handshakes: Option<usize>,
     /// A secret file (at least 32 bytes) the QUIC stateless-reset key is
     /// derived from; default: derived from the edge's private key. Give
     /// every edge process behind one address the same file.
@@ -116,6 +122,18 @@ pub struct RawTunnels {
 /// always smaller than the packet that caused it, so this bounds work, not
 /// amplification.
 pub const DEFAULT_STATELESS_RESET_INTERVAL: Duration = Duration::from_micros(100);
+
+/// Default of `[tunnels] max_connections`: 20,000 tunnel connections,
+/// ~1 GiB of edge memory at ~40 KiB each (docs/performance.md); the edge
+/// refuses more rather than running out of memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
+/// Default of `[tunnels] max_handshakes`: 256 in progress at once. A
+/// handshake costs a signature and a few round trips; 256 keeps the
+/// measured registration rate (~900/s at 64 in flight) with room for a
+/// reconnect storm, while a flood of Initials cannot queue unbounded
+/// TLS work.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
 
 /// Default of `[tunnels] max_egress_streams`: 128 concurrent egress calls
 /// per tunnel connection (more wait for a free stream). quinn reserves
@@ -191,6 +209,10 @@ pub struct Config {
     pub known_tunnels: Vec<String>,
     /// Streams one tunnel connection may open towards the edge at once.
     pub max_egress_streams: u32,
+    /// Tunnel connections held at once.
+    pub max_connections: usize,
+    /// Handshakes and registrations in progress at once.
+    pub max_handshakes: usize,
     /// Secret file for the stateless-reset key; `None`: derived from
     /// [`Config::identity`]'s private key.
     pub stateless_reset_key_file: Option<PathBuf>,
@@ -344,6 +366,17 @@ impl Config {
                 "must be at least 1 (tunnels need a stream per egress call)",
             );
         }
+        let max_connections = raw
+            .tunnels
+            .max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_handshakes = raw.tunnels.max_handshakes.unwrap_or(DEFAULT_MAX_HANDSHAKES);
+        if max_connections == 0 || max_handshakes == 0 {
+            errors.push(
+                "tunnels.max_connections / tunnels.max_handshakes",
+                "must be at least 1 (0 would refuse every tunnel)",
+            );
+        }
         let stateless_reset_key_file = raw
             .tunnels
             .stateless_reset_key_file
@@ -378,6 +411,8 @@ impl Config {
                     tunnel_listen,
                     known_tunnels: raw.tunnels.known,
                     max_egress_streams,
+                    max_connections,
+                    max_handshakes,
                     stateless_reset_key_file,
                     stateless_reset_interval,
                     domain,

@@ -8,6 +8,7 @@
 //! addresses, so tests run the whole edge in process on port 0.
 
 pub mod admit;
+pub mod bounds;
 pub mod call;
 pub mod config;
 pub mod egress;
@@ -56,6 +57,8 @@ pub struct Shared {
     /// Every authenticated tunnel and caller connection, closed when a
     /// reloaded policy revokes its peer.
     pub sessions: Arc<proxy::revocation::LiveSessions>,
+    /// Tunnel connections and handshakes in progress, bounded.
+    pub bounds: bounds::Bounds,
 }
 
 /// Why the edge could not start.
@@ -290,6 +293,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         audit.clone(),
     );
     info!(edge = %config.edge_id, identity = %config.identity.id, %tunnel_addr, ?ingress_addr, ?plaintext_addr, "edge listening");
+    let bounds = bounds::Bounds::new(config.max_connections, config.max_handshakes);
     let shared = Arc::new(Shared {
         config,
         registry: registry.clone(),
@@ -299,6 +303,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         life: life.clone(),
         credentials: credentials.clone(),
         sessions: sessions.clone(),
+        bounds,
     });
     for policy in [&shared.config.policy, &shared.config.egress_policy] {
         life.spawn(proxy::revocation::enforce(

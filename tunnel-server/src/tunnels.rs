@@ -20,6 +20,7 @@ use proxy::wire::{self, ControlError, Frame, PeerLimits, RefuseCode, Welcome};
 use proxy::SpiffeId;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::bounds::Held;
 use crate::route::validate_label;
 use crate::Shared;
 
@@ -40,14 +41,27 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             continue;
         }
         let remote = incoming.remote_address();
+        let held = match shared.bounds.admit() {
+            Ok(held) => held,
+            Err(over) => {
+                // Debug: under a flood this would be a line per packet.
+                debug!(%remote, reason = over.as_str(), refused = shared.bounds.refused(), "tunnel connection refused");
+                incoming.refuse();
+                continue;
+            }
+        };
         let span = tracing::info_span!("tunnel_conn", %remote);
-        life.spawn(handle_connection(incoming, shared.clone()).instrument(span));
+        life.spawn(handle_connection(incoming, held, shared.clone()).instrument(span));
     }
     endpoint.close(conn_codes::GOING_AWAY, b"edge shutting down");
     endpoint.wait_idle().await;
 }
 
-async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+async fn handle_connection(
+    incoming: quinn::Incoming,
+    (_connection, in_progress): (Held, Held),
+    shared: Arc<Shared>,
+) {
     let limits = shared.config.limits;
     let handshake = tokio::select! {
         h = tokio::time::timeout(limits.handshake_timeout, incoming) => h,
@@ -119,6 +133,8 @@ async fn handle_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
             return;
         }
     };
+    // Registered: no longer one of the handshakes in progress.
+    drop(in_progress);
     info!(tunnel = %name, identity = %identity, "tunnel registered");
     let registered = Registered {
         name: &name,
