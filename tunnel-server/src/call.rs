@@ -129,7 +129,8 @@ where
     // of the tunnel. Nothing had reached the service, and the call keeps
     // its one audit trail.
     let mut tunnel = tunnel;
-    let mut tried = vec![tunnel.id];
+    // Allocated only when a call is retried.
+    let mut tried = Vec::new();
     loop {
         let (conn, id) = (tunnel.conn.clone(), tunnel.id);
         // In flight on this connection until the call's last byte.
@@ -145,6 +146,7 @@ where
             // The client said so before its GOAWAY arrived.
             shared.registry.mark_draining(&route.tunnel, id);
         }
+        tried.push(id);
         let next = (tried.len() < MAX_ATTEMPTS)
             .then(|| {
                 shared
@@ -155,7 +157,6 @@ where
         match next {
             Some(next) => {
                 debug!(error = %error, attempt = tried.len() + 1, "retrying the call on another connection of the tunnel");
-                tried.push(next.id);
                 tunnel = next;
             }
             None => return Err(Unanswered::Refused(admitted.refuse(error).await)),

@@ -87,7 +87,8 @@ where
 /// copy for the next attempt.
 #[derive(Debug, Clone)]
 pub struct ReplayBody {
-    pieces: VecDeque<Piece>,
+    pieces: std::sync::Arc<[Piece]>,
+    next: usize,
     len: u64,
 }
 
@@ -100,21 +101,34 @@ impl ReplayBody {
                 Piece::Trailers(_) => 0,
             })
             .sum();
-        Self { pieces, len }
+        Self {
+            pieces: pieces.into_iter().collect(),
+            next: 0,
+            len,
+        }
     }
 
-    /// A copy to send on the next attempt (the bytes are shared, not
-    /// copied).
+    /// A copy from the start for the next attempt: a reference count, no
+    /// allocation or copy (calls on the hot path pay nothing for being
+    /// replayable).
     pub fn again(&self) -> Self {
-        self.clone()
+        Self {
+            pieces: self.pieces.clone(),
+            next: 0,
+            len: self.len,
+        }
+    }
+}
+
+fn frame_of(piece: Piece) -> Frame<Bytes> {
+    match piece {
+        Piece::Data(d) => Frame::data(d),
+        Piece::Trailers(t) => Frame::trailers(t),
     }
 }
 
 fn next_piece(pieces: &mut VecDeque<Piece>) -> Option<Frame<Bytes>> {
-    pieces.pop_front().map(|p| match p {
-        Piece::Data(d) => Frame::data(d),
-        Piece::Trailers(t) => Frame::trailers(t),
-    })
+    pieces.pop_front().map(frame_of)
 }
 
 impl Body for ReplayBody {
@@ -125,15 +139,25 @@ impl Body for ReplayBody {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(next_piece(&mut self.pieces).map(Ok))
+        let piece = self.pieces.get(self.next).cloned();
+        self.next += 1;
+        Poll::Ready(piece.map(|p| Ok(frame_of(p))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pieces.is_empty()
+        self.next >= self.pieces.len()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.len)
+        // What is left to send.
+        let sent: u64 = self.pieces[..self.next.min(self.pieces.len())]
+            .iter()
+            .map(|p| match p {
+                Piece::Data(d) => d.len() as u64,
+                Piece::Trailers(_) => 0,
+            })
+            .sum();
+        SizeHint::with_exact(self.len - sent)
     }
 }
 
