@@ -85,6 +85,16 @@ pub struct RawLimits {
     pub shutdown_grace_ms: Option<u64>,
     /// See [`Limits::retry_buffer_bytes`].
     pub retry_buffer_bytes: Option<u32>,
+    /// See [`crate::quota::QuotaLimits::max_tunnel_streams`].
+    pub max_tunnel_streams: Option<u32>,
+    /// See [`crate::quota::QuotaLimits::max_caller_calls`].
+    pub max_caller_calls: Option<u32>,
+    /// See [`crate::quota::QuotaLimits::caller_rate`].
+    pub caller_rate: Option<u32>,
+    /// See [`crate::quota::QuotaLimits::caller_burst`].
+    pub caller_burst: Option<u32>,
+    /// See [`crate::quota::QuotaLimits::max_callers`].
+    pub max_callers: Option<usize>,
 }
 
 impl RawLimits {
@@ -112,6 +122,15 @@ impl RawLimits {
             udp_buffer_bytes: self.udp_buffer_bytes.unwrap_or(d.udp_buffer_bytes),
             shutdown_grace: ms(self.shutdown_grace_ms, d.shutdown_grace),
             retry_buffer_bytes: self.retry_buffer_bytes.unwrap_or(d.retry_buffer_bytes),
+            quota: crate::quota::QuotaLimits {
+                max_tunnel_streams: self
+                    .max_tunnel_streams
+                    .unwrap_or(d.quota.max_tunnel_streams),
+                max_caller_calls: self.max_caller_calls.unwrap_or(d.quota.max_caller_calls),
+                caller_rate: self.caller_rate.unwrap_or(d.quota.caller_rate),
+                caller_burst: self.caller_burst.unwrap_or(d.quota.caller_burst),
+                max_callers: self.max_callers.unwrap_or(d.quota.max_callers),
+            },
         };
         if let Err(e) = limits.validate() {
             errors.push("limits", e);

@@ -9,6 +9,7 @@
 //!   without dropping connections.
 //! - [`forward`]: the HTTP ⇄ tunnel-stream bridge used by edge and client.
 //! - [`limits`]: every bound, with its default and why.
+//! - [`quota`]: fair shares of calls per tunnel and per caller.
 //! - [`lifecycle`]: who owns every task, and shutdown in phases.
 //! - [`telemetry`]: logging set-up.
 //! - [`ready`]: the `--ready-file` report of bound addresses.
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod liveness;
 pub mod ops;
 pub mod policy;
+pub mod quota;
 pub mod ready;
 pub mod reset_key;
 pub mod revocation;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::quota::QuotaLimits;
 use crate::wire::WireLimits;
 
 /// Bounds for one process. Defaults suit a tunnel carrying many concurrent
@@ -58,6 +59,9 @@ pub struct Limits {
     /// a burst of handshakes and a few round trips of bulk data; the
     /// kernel caps it at `net.core.rmem_max`/`wmem_max`.
     pub udp_buffer_bytes: u32,
+    /// Fair shares at the edge's ingress: calls in flight per tunnel and
+    /// per caller, and each caller's rate ([`crate::quota`]).
+    pub quota: QuotaLimits,
 }
 
 impl Default for Limits {
@@ -76,6 +80,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             udp_buffer_bytes: 4 * 1024 * 1024,
             retry_buffer_bytes: 64 * 1024,
+            quota: QuotaLimits::default(),
         }
     }
 }
@@ -111,6 +116,7 @@ impl Limits {
         if self.udp_buffer_bytes < 64 * 1024 {
             return Err("udp_buffer_bytes must be at least 65536".into());
         }
+        self.quota.validate()?;
         if self.max_streams == 0 {
             return Err("max_streams must be at least 1".into());
         }

@@ -4,10 +4,13 @@
 //! refusal goes through `proxy::admission`, so it is audited and answered
 //! from the one status table.
 
+use std::time::Instant;
+
 use proxy::admission::{Admitted, Pending, PolicyOwner, Refusal};
 use proxy::forward::CallError;
 use proxy::policy::Subject;
 use proxy::SpiffeId;
+use tracing::debug;
 
 use crate::registry::{Lookup, Routed};
 use crate::Shared;
@@ -38,9 +41,13 @@ pub fn tunnel_id(shared: &Shared, name: &str) -> String {
     )
 }
 
-/// Finds the tunnel's live connection, then has the edge policy decide:
-/// `Admitted` with the connection to open the stream on, or an audited
-/// refusal (unknown tunnel, offline, unknown service, denied, audit down).
+/// Finds the tunnel's live connection, takes the call's fair share
+/// (`proxy::quota`: calls in flight per tunnel and per caller, the
+/// caller's rate), then has the edge policy decide: `Admitted` with the
+/// connection to open the stream on, or an audited refusal (unknown
+/// tunnel, offline, unknown service, over a limit, denied, audit down).
+/// The share is checked before the policy so a flood is refused at the
+/// least cost; it is held until the call's last byte.
 pub async fn admit(
     mut pending: Pending,
     ask: &Ask<'_>,
@@ -65,6 +72,20 @@ pub async fn admit(
             service: ask.service.to_string(),
         };
         return Err(pending.refuse(err).await);
+    }
+    match shared
+        .quotas
+        .acquire(ask.tunnel, ask.caller.as_str(), Instant::now())
+    {
+        Ok(share) => pending.keep(share),
+        Err(over) => {
+            debug!(caller = %ask.caller, tunnel = ask.tunnel, limit = over.limit_name(), "call refused: over a limit");
+            let err = CallError::OverLimit {
+                reason: over.to_string(),
+                retry_after: over.retry_after(),
+            };
+            return Err(pending.refuse(err).await);
+        }
     }
     let subject = Subject {
         caller: ask.caller.as_str(),

@@ -59,6 +59,8 @@ pub struct Shared {
     pub sessions: Arc<proxy::revocation::LiveSessions>,
     /// Tunnel connections and handshakes in progress, bounded.
     pub bounds: bounds::Bounds,
+    /// Fair shares of calls per tunnel and per caller (`[limits]`).
+    pub quotas: Arc<proxy::quota::Quotas>,
 }
 
 /// Why the edge could not start.
@@ -103,6 +105,8 @@ pub struct Bound {
     pub credentials: Arc<Credentials>,
     /// The authenticated connections, for status and tests.
     pub sessions: Arc<proxy::revocation::LiveSessions>,
+    /// The fair shares and their refusal counts, for status and tests.
+    pub quotas: Arc<proxy::quota::Quotas>,
     life: Lifecycle,
 }
 
@@ -294,6 +298,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     );
     info!(edge = %config.edge_id, identity = %config.identity.id, %tunnel_addr, ?ingress_addr, ?plaintext_addr, "edge listening");
     let bounds = bounds::Bounds::new(config.max_connections, config.max_handshakes);
+    let config_quota = config.limits.quota;
     let shared = Arc::new(Shared {
         config,
         registry: registry.clone(),
@@ -304,6 +309,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         credentials: credentials.clone(),
         sessions: sessions.clone(),
         bounds,
+        quotas: proxy::quota::Quotas::new(config_quota),
     });
     for policy in [&shared.config.policy, &shared.config.egress_policy] {
         life.spawn(proxy::revocation::enforce(
@@ -369,6 +375,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         audit,
         credentials,
         sessions,
+        quotas: shared.quotas.clone(),
         life,
     })
 }

@@ -102,7 +102,12 @@ pub struct Pending {
     life: Lifecycle,
     grpc: bool,
     direction: Direction,
+    kept: Option<Kept>,
 }
+
+/// Something a stream holds for its whole life (a fair share of the
+/// edge, see [`crate::quota`]).
+type Kept = Box<dyn Send + Sync>;
 
 impl Pending {
     /// Starts a stream's admission. `grpc` decides how its refusals are
@@ -114,7 +119,14 @@ impl Pending {
             life: life.clone(),
             grpc,
             direction: fields.direction,
+            kept: None,
         }
+    }
+
+    /// Keeps `value` until the stream ends, refused or admitted: the edge
+    /// holds the call's fair share ([`crate::quota::QuotaGuard`]) here.
+    pub fn keep(&mut self, value: impl Send + Sync + 'static) {
+        self.kept = Some(Box::new(value));
     }
 
     /// Records the service (or upstream) once the flow has routed.
@@ -195,6 +207,7 @@ impl Pending {
             life,
             grpc,
             direction,
+            kept,
         } = self;
         match trail.open(decision, permit.decision().rule(), None).await {
             Ok(trail) => Ok(Admitted {
@@ -204,6 +217,7 @@ impl Pending {
                 grpc,
                 direction,
                 held: None,
+                _kept: kept,
             }),
             Err(e) => Err(Refusal {
                 error: CallError::Unavailable {
@@ -246,6 +260,7 @@ pub struct Admitted {
     grpc: bool,
     direction: Direction,
     held: Option<Box<dyn Send + Sync>>,
+    _kept: Option<Kept>,
 }
 
 impl Admitted {

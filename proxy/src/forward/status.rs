@@ -98,6 +98,16 @@ pub enum CallError {
         /// Which limit was hit.
         reason: String,
     },
+    /// A fair-share bound ([`crate::quota`]) refused the call before it
+    /// started: retry after `retry_after`.
+    #[error("over a limit: {reason}")]
+    OverLimit {
+        /// Which bound, and what to do.
+        reason: String,
+        /// When trying again may succeed (sent as `retry-after` and
+        /// `grpc-retry-pushback-ms`).
+        retry_after: std::time::Duration,
+    },
     /// The tunnel broke while the call was being set up.
     #[error("tunnel failure: {reason}")]
     TunnelFailure {
@@ -157,6 +167,7 @@ impl CallError {
             Self::Denied { .. } => "denied",
             Self::BadRequest { .. } => "bad-request",
             Self::Overloaded { .. } => "overloaded",
+            Self::OverLimit { .. } => "over-limit",
             Self::TunnelFailure { .. } => "tunnel-failure",
             Self::Unavailable { .. } => "unavailable",
             Self::HeadersTooLarge { .. } => "headers-too-large",
@@ -175,6 +186,7 @@ impl CallError {
             | Self::UnknownUpstream { .. } => StatusCode::NOT_FOUND,
             Self::TunnelOffline { .. }
             | Self::Overloaded { .. }
+            | Self::OverLimit { .. }
             | Self::Unavailable { .. }
             | Self::Draining { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnavailable { .. }
@@ -204,7 +216,9 @@ impl CallError {
             Self::UpstreamTimeout { .. } => grpc::DEADLINE_EXCEEDED,
             Self::Denied { .. } => grpc::PERMISSION_DENIED,
             Self::BadRequest { .. } => grpc::INVALID_ARGUMENT,
-            Self::Overloaded { .. } | Self::HeadersTooLarge { .. } => grpc::RESOURCE_EXHAUSTED,
+            Self::Overloaded { .. } | Self::OverLimit { .. } | Self::HeadersTooLarge { .. } => {
+                grpc::RESOURCE_EXHAUSTED
+            }
             Self::Internal { .. } => grpc::INTERNAL,
         }
     }
@@ -216,7 +230,7 @@ impl CallError {
             Self::UnknownService { .. } | Self::UnknownUpstream { .. } => {
                 RefuseCode::UnknownService
             }
-            Self::Overloaded { .. } => RefuseCode::Overloaded,
+            Self::Overloaded { .. } | Self::OverLimit { .. } => RefuseCode::Overloaded,
             Self::UpstreamUnavailable { .. } | Self::UpstreamReset { .. } => {
                 RefuseCode::UpstreamUnavailable
             }
@@ -233,6 +247,7 @@ impl CallError {
             | Self::Denied { reason }
             | Self::BadRequest { reason }
             | Self::Overloaded { reason }
+            | Self::OverLimit { reason, .. }
             | Self::TunnelFailure { reason }
             | Self::UpstreamReset { reason }
             | Self::Unavailable { reason }
@@ -263,12 +278,31 @@ impl CallError {
         }
     }
 
+    /// When a retry may succeed, for refusals that know.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::OverLimit { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// The response a caller gets: a trailers-only gRPC status for gRPC
     /// callers, a status with a one-line text body for everyone else. Both
-    /// name the Tether error in the `tether-error` header.
+    /// name the Tether error in the `tether-error` header. A refusal that
+    /// knows when to retry says so in `retry-after` (whole seconds, at
+    /// least 1, as HTTP has it) and, for gRPC, `grpc-retry-pushback-ms`
+    /// (which gRPC's retry policy honours).
     pub fn to_response(&self, grpc: bool) -> Response<HttpBody> {
         let message = self.to_string();
         let mut builder = Response::builder().header(ERROR_HEADER, self.code());
+        if let Some(after) = self.retry_after() {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            builder = builder.header(http::header::RETRY_AFTER, secs.max(1));
+            if grpc {
+                let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                builder = builder.header("grpc-retry-pushback-ms", ms.max(1));
+            }
+        }
         let body = if grpc {
             builder = builder
                 .status(StatusCode::OK)
@@ -335,6 +369,33 @@ mod tests {
             .map(|e| (e.http_status(), e.grpc_code()))
             .collect();
         assert_eq!(pairs.len(), errs.len());
+    }
+
+    #[test]
+    fn over_limit_refusals_say_when_to_retry() {
+        let e = CallError::OverLimit {
+            reason: "r".into(),
+            retry_after: std::time::Duration::from_millis(1500),
+        };
+        let http = e.to_response(false);
+        assert_eq!(http.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(http.headers()["retry-after"], "2");
+        assert!(http.headers().get("grpc-retry-pushback-ms").is_none());
+        let grpc = e.to_response(true);
+        assert_eq!(grpc.headers()["grpc-status"], "8");
+        assert_eq!(grpc.headers()["grpc-retry-pushback-ms"], "1500");
+        assert_eq!(grpc.headers()["tether-error"], "over-limit");
+        let short = CallError::OverLimit {
+            reason: "r".into(),
+            retry_after: std::time::Duration::from_millis(3),
+        };
+        assert_eq!(short.to_response(false).headers()["retry-after"], "1");
+        let other = CallError::Overloaded { reason: "r".into() };
+        assert!(other
+            .to_response(false)
+            .headers()
+            .get("retry-after")
+            .is_none());
     }
 
     #[test]
