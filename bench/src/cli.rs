@@ -17,6 +17,7 @@ use crate::provenance::Provenance;
 use crate::report::Report;
 use crate::scenario_audit::{self, Audit, AuditConfig};
 use crate::scenario_bulk::{self, BulkConfig, BulkLoad};
+use crate::scenario_fairness::{self, FairnessConfig};
 use crate::scenario_rate::{self, OpenLoop, RateConfig};
 use crate::scenario_recovery::{self, RecoveryConfig};
 use crate::scenario_tunnels::{self, TunnelsConfig};
@@ -220,6 +221,59 @@ enum Command {
         /// Seconds the p99 from the restart should stay under.
         #[arg(long, default_value_t = 2.0)]
         target: f64,
+        /// Directory holding tunnel-server and tunnel-client (default:
+        /// next to bench).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Fairness: a quiet caller sends --rate calls/s (open loop, latency
+    /// from each call's intended start) alone, then beside a flooding
+    /// caller (a closed loop at --flood-concurrency that ignores
+    /// retry-after), both as mTLS identities of their own, in alternating
+    /// rounds; once per mode on a fresh deployment of the release
+    /// binaries: `limited` (the edge's [limits] max_caller_calls and
+    /// caller_rate set as below) and `unlimited` (per-caller bounds off).
+    /// Reports the quiet caller's p50/p99/p99.9 each way, the flood's
+    /// served and refused calls per second, and whether the quiet p99
+    /// beside the flood stayed within --target × its p99 alone.
+    Fairness {
+        /// Modes to compare (comma-separated).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "limited,unlimited"
+        )]
+        modes: Vec<scenario_fairness::Mode>,
+        /// The quiet caller's calls per second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Calls the quiet caller may have outstanding; beyond, missed.
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: usize,
+        /// Calls the flooding caller keeps in flight (with --flood-rate:
+        /// at most).
+        #[arg(long, default_value_t = 64)]
+        flood_concurrency: usize,
+        /// The flood's offered calls per second, as an open loop; 0 (the
+        /// default): a closed loop that sends the next call the moment
+        /// the last is answered or refused.
+        #[arg(long, default_value_t = 0.0)]
+        flood_rate: f64,
+        /// The edge's [limits] max_caller_calls in `limited` mode.
+        #[arg(long, default_value_t = 8)]
+        max_caller_calls: u32,
+        /// The edge's [limits] caller_rate in `limited` mode (0: off).
+        #[arg(long, default_value_t = 1000)]
+        caller_rate: u32,
+        /// Audit durability at both ends.
+        #[arg(long, default_value = "always")]
+        audit: Audit,
+        /// The quiet p99 beside the flood may be at most this × alone.
+        #[arg(long, default_value_t = 1.5)]
+        target: f64,
+        #[command(flatten)]
+        common: Common,
         /// Directory holding tunnel-server and tunnel-client (default:
         /// next to bench).
         #[arg(long, value_name = "DIR")]
@@ -490,6 +544,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "p99 from the restart was {:.0} ms, above the target",
                 report.p99_from_restart()
             );
+            return Ok(());
+        }
+        Command::Fairness {
+            modes,
+            rate,
+            max_in_flight,
+            flood_concurrency,
+            flood_rate,
+            max_caller_calls,
+            caller_rate,
+            audit,
+            target,
+            common,
+            bin_dir,
+        } => {
+            anyhow::ensure!(
+                rate.is_finite() && *rate > 0.0,
+                "--rate must be a positive number"
+            );
+            let cfg = FairnessConfig {
+                modes: modes.clone(),
+                quiet: OpenLoop {
+                    rate: *rate,
+                    duration: seconds("duration", common.duration)?,
+                    max_in_flight: *max_in_flight,
+                    size: common.size,
+                    max_calls: common.max_calls,
+                    call_timeout: seconds("call-timeout", common.call_timeout)?,
+                    progress,
+                },
+                flood_concurrency: *flood_concurrency,
+                flood_rate: *flood_rate,
+                max_caller_calls: *max_caller_calls,
+                caller_rate: *caller_rate,
+                rounds: common.rounds,
+                audit: audit.durability(),
+                bin_dir: bin_dir.clone(),
+                target: *target,
+            };
+            let report = scenario_fairness::run(&cfg).await?;
+            if cli.output.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
             return Ok(());
         }
         Command::Tunnels {

@@ -19,6 +19,8 @@
 //!   from each call's intended start (coordinated-omission correction).
 //! - [`scenario_audit`]: unary over the tunnel, once per audit durability
 //!   mode.
+//! - [`scenario_fairness`]: one caller floods while another's latency is
+//!   compared with its latency alone, with and without per-caller limits.
 //! - [`scenario_recovery`]: SIGKILL and restart of the only edge, timed
 //!   until the tunnel serves again.
 //! - [`scenario_bulk`]: large transfers each way, one stream or many:
@@ -78,6 +80,7 @@ pub mod report;
 pub mod report_dir;
 pub mod scenario_audit;
 pub mod scenario_bulk;
+pub mod scenario_fairness;
 pub mod scenario_rate;
 pub mod scenario_recovery;
 pub mod scenario_tunnels;

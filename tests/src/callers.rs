@@ -95,6 +95,9 @@ pub async fn grpc_tls_named(
             let (connector, name) = (connector.clone(), name.clone());
             async move {
                 let tcp = TcpStream::connect(addr).await?;
+                // As tonic does for the connections it makes itself:
+                // without it, small calls wait on delayed ACKs.
+                tcp.set_nodelay(true)?;
                 let tls = connector.connect(name, tcp).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
