@@ -4,6 +4,8 @@
 //! - [`audit_trail`]: reading audit logs back and checking open/close pairs.
 //! - [`files`]: a dev PKI and edge/client configuration files, for what
 //!   starts Tether from files (the quick start, bench's process mode).
+//! - [`netns`]: a network namespace joined by a veth pair, with nftables
+//!   faults (blackhole, loss) on its UDP, for the fault tests.
 //! - [`process`]: the binaries as processes (start, ready report, log,
 //!   SIGTERM, SIGKILL), for the shutdown and recovery tests.
 //! - [`small_fs`]: a tmpfs to fill, for the fail-closed tests.
@@ -16,6 +18,7 @@
 pub mod audit_trail;
 pub mod callers;
 pub mod files;
+pub mod netns;
 pub mod process;
 pub mod small_fs;
 pub mod topology;

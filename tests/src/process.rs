@@ -1,6 +1,7 @@
 //! The binaries as processes, the way an orchestrator runs them: start
 //! `tunnel-server` or `tunnel-client` from a configuration file, wait until
-//! it reports ready, read its log as it arrives, signal or kill it. Every
+//! it reports ready, read its log as it arrives, signal or kill it (also
+//! inside a network namespace: [`Process::start_in`]). Every
 //! wait is on an event (a log line, the ready report, the exit), bounded
 //! by [`PATIENCE`] so a hang fails instead of stalling.
 //!
@@ -98,8 +99,32 @@ impl Process {
     /// [`Process::start`] for an executable anywhere (bench runs the
     /// release binaries).
     pub async fn start_program(program: &Path, config: &Path) -> Self {
-        let binary = program.display().to_string();
-        let mut child = tokio::process::Command::new(program)
+        let what = program.display().to_string();
+        Self::start_command(tokio::process::Command::new(program), what, config).await
+    }
+
+    /// [`Process::start`] inside the network namespace `netns` (see
+    /// [`crate::netns`]): runs
+    /// `ip netns exec <netns> <binary> run --config <config> --ready-file -`.
+    /// `ip netns exec` execs the binary in its own
+    /// place (it forks only in batch mode; [`crate::netns::exec_in`]), so
+    /// the child is the binary itself: [`Process::terminate`],
+    /// [`Process::kill`] and [`Process::pid`] reach it, not a wrapper.
+    pub async fn start_in(netns: &str, binary: &str, config: &Path) -> Self {
+        let program = bin(binary);
+        let what = format!("{} (in network namespace {netns})", program.display());
+        Self::start_command(crate::netns::exec_in(netns, &program), what, config).await
+    }
+
+    /// Adds `run --config config --ready-file -` to `command` (the binary,
+    /// or what execs it), starts it and returns once it reported ready;
+    /// `binary` names it in failures.
+    async fn start_command(
+        mut command: tokio::process::Command,
+        binary: String,
+        config: &Path,
+    ) -> Self {
+        let mut child = command
             .arg("run")
             .arg("--config")
             .arg(config)
@@ -133,6 +158,11 @@ impl Process {
         }
         let ready = serde_json::from_str(line.trim()).unwrap();
         Self { child, ready, log }
+    }
+
+    /// The process's pid (for reading `/proc/<pid>/…`).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is running")
     }
 
     /// An address from the ready report (`tunnels`, `plaintext`, `admin`…).
