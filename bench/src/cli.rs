@@ -228,9 +228,9 @@ enum Command {
     },
     /// Fairness: a quiet caller sends --rate calls/s (open loop, latency
     /// from each call's intended start) alone, then beside a flooding
-    /// caller (a closed loop at --flood-concurrency that ignores
-    /// retry-after), both as mTLS identities of their own, in alternating
-    /// rounds; once per mode on a fresh deployment of the release
+    /// caller (an open loop at --flood-rate, or with --flood-rate 0 a
+    /// closed loop at --flood-concurrency; it ignores retry-after), both
+    /// as mTLS identities of their own, in alternating rounds; once per mode on a fresh deployment of the release
     /// binaries: `limited` (the edge's [limits] max_caller_calls and
     /// caller_rate set as below) and `unlimited` (per-caller bounds off).
     /// Reports the quiet caller's p50/p99/p99.9 each way, the flood's
@@ -251,20 +251,22 @@ enum Command {
         /// Calls the quiet caller may have outstanding; beyond, missed.
         #[arg(long, default_value_t = 64)]
         max_in_flight: usize,
-        /// Calls the flooding caller keeps in flight (with --flood-rate:
-        /// at most).
-        #[arg(long, default_value_t = 64)]
+        /// Calls the flooding caller keeps in flight (closed loop), or may
+        /// have outstanding (open loop).
+        #[arg(long, default_value_t = 256)]
         flood_concurrency: usize,
-        /// The flood's offered calls per second, as an open loop; 0 (the
-        /// default): a closed loop that sends the next call the moment
-        /// the last is answered or refused.
-        #[arg(long, default_value_t = 0.0)]
+        /// The flood's offered calls per second, as an open loop (default:
+        /// 10 × the default caller_rate); 0: a closed loop that sends the
+        /// next call the moment the last is answered or refused.
+        #[arg(long, default_value_t = 2000.0)]
         flood_rate: f64,
-        /// The edge's [limits] max_caller_calls in `limited` mode.
-        #[arg(long, default_value_t = 8)]
+        /// The edge's [limits] max_caller_calls in `limited` mode: room
+        /// for --rate through an audit fsync stall of ~100 ms.
+        #[arg(long, default_value_t = 32)]
         max_caller_calls: u32,
-        /// The edge's [limits] caller_rate in `limited` mode (0: off).
-        #[arg(long, default_value_t = 1000)]
+        /// The edge's [limits] caller_rate in `limited` mode (0: off):
+        /// by default the quiet caller's rate, an equal share.
+        #[arg(long, default_value_t = 200)]
         caller_rate: u32,
         /// Audit durability at both ends.
         #[arg(long, default_value = "always")]

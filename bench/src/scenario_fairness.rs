@@ -6,10 +6,10 @@
 //!
 //! Each round measures the quiet caller's open loop (`--rate`, latency
 //! from each call's intended start) twice: alone, then with the flood
-//! running beside it, which never honours a retry-after: either a closed
-//! loop at `--flood-concurrency` that sends its next call the moment the
-//! last one is answered or refused (the default), or an open loop offering
-//! `--flood-rate` calls per second. Every mode (`limited`: the edge with
+//! running beside it, which never honours a retry-after: an open loop
+//! offering `--flood-rate` calls per second (the default), or a closed loop
+//! at `--flood-concurrency` that sends its next call the moment the last
+//! one is answered or refused. Every mode (`limited`: the edge with
 //! `[limits] max_caller_calls` and `caller_rate` set; `unlimited`: every
 //! per-caller bound off) runs on a fresh deployment of the release
 //! binaries, so the figures show what the limits buy.
