@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use proxy::audit::{chain_files, verify_files, AuditDecision, Durability, Event};
+use proxy::liveness::silence_bound;
 use tether_tests::audit_trail::{by_stream, records};
 use tether_tests::callers::grpc_plaintext;
 use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies};
@@ -340,8 +341,9 @@ impl Deployment {
     }
 
     /// Stops the client, then the edge (SIGTERM, clean exits), and checks
-    /// both audit logs ([`check_audit`]).
-    async fn finish(mut self, edge_crashed: bool) {
+    /// both audit logs ([`check_audit`]). Returns the directory, for
+    /// further checks of its files.
+    async fn finish(mut self, edge_crashed: bool) -> tempfile::TempDir {
         self.client.terminate();
         let status = self.client.wait_exit().await;
         assert!(
@@ -357,6 +359,7 @@ impl Deployment {
             self.logs()
         );
         check_audit(self.dir.path(), &self.ledger.served_ids(), edge_crashed);
+        self.dir
     }
 }
 
@@ -377,44 +380,51 @@ fn check_audit(dir: &Path, served: &[String], edge_crashed: bool) {
         ),
     ];
     for (end, live, whole) in logs {
-        let chain = chain_files(&live);
-        assert!(
-            !chain.is_empty(),
-            "no {end} audit log at {}",
-            live.display()
-        );
-        let report = verify_files(&chain)
-            .unwrap_or_else(|e| panic!("the {end}'s audit log does not verify: {e}"));
-        let mut trail = Vec::new();
-        for file in &chain {
-            trail.extend(records(file));
-        }
-        let opened: HashSet<&str> = trail
-            .iter()
-            .filter(|r| r.event == Event::Open && r.decision == Some(AuditDecision::Allow))
-            .map(|r| r.request_id.as_str())
-            .collect();
-        let missing: Vec<&String> = served
-            .iter()
-            .filter(|id| !opened.contains(id.as_str()))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "{} of {} calls that succeeded have no allow open record in the {end}'s audit log, e.g. {:?}",
-            missing.len(),
-            served.len(),
-            &missing[..missing.len().min(5)]
-        );
-        if whole {
-            by_stream(&trail);
-        }
-        println!(
-            "{end} audit log: {} records verified (head {}); all {} calls that succeeded are in it",
-            report.records,
-            report.head_hash,
-            served.len()
-        );
+        check_log(end, &live, served, whole);
     }
+}
+
+/// One audit log (the chain ending at `live`): it verifies, and every call
+/// in `served` has its `allow` open record in it; with `whole`, every
+/// stream has exactly one open and one close.
+fn check_log(end: &str, live: &Path, served: &[String], whole: bool) {
+    let chain = chain_files(live);
+    assert!(
+        !chain.is_empty(),
+        "no {end} audit log at {}",
+        live.display()
+    );
+    let report = verify_files(&chain)
+        .unwrap_or_else(|e| panic!("the {end}'s audit log does not verify: {e}"));
+    let mut trail = Vec::new();
+    for file in &chain {
+        trail.extend(records(file));
+    }
+    let opened: HashSet<&str> = trail
+        .iter()
+        .filter(|r| r.event == Event::Open && r.decision == Some(AuditDecision::Allow))
+        .map(|r| r.request_id.as_str())
+        .collect();
+    let missing: Vec<&String> = served
+        .iter()
+        .filter(|id| !opened.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} calls that succeeded have no allow open record in the {end}'s audit log, e.g. {:?}",
+        missing.len(),
+        served.len(),
+        &missing[..missing.len().min(5)]
+    );
+    if whole {
+        by_stream(&trail);
+    }
+    println!(
+        "{end} audit log: {} records verified (head {}); all {} calls that succeeded are in it",
+        report.records,
+        report.head_hash,
+        served.len()
+    );
 }
 
 /// A light load through whatever edge `plaintext` names: one call at a
@@ -816,4 +826,130 @@ async fn twenty_restarts_return_fds_and_rss_to_baseline() {
          (bound: +{RSS_SLACK_KIB} KiB)"
     );
     d.finish(true).await;
+}
+
+/// Two replicas of the tunnel, one behind the namespace's veth and one in
+/// the root namespace. When the first one's path goes black the edge
+/// cannot know for the 15 s idle timeout that its connection is dead, but
+/// it hears nothing from it: within the silence bound (3 keepalives, 3 s)
+/// every new call goes to the replica it still hears from, and each is
+/// served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_path_goes_black_gets_no_new_calls() {
+    let mut d = Deployment::start().await;
+    // Served by the namespaced replica alone (its audit log is the one
+    // `finish` checks).
+    within_patience(
+        "the namespaced replica registers",
+        d.edge.log.wait_for(REGISTERED),
+    )
+    .await;
+    until_served(d.plaintext(), &d.ledger, "before").await;
+
+    // The second replica: same tunnel identity, its own audit log.
+    let replica_dir = copy_files(d.dir.path(), "replica");
+    let replica_cfg = client_config(&replica_dir, d.tunnels, d.upstream.addr);
+    let mut replica = Process::start("tunnel-client", &replica_cfg).await;
+    let registrations = |n: usize| {
+        let edge = &d.edge;
+        async move {
+            let since = Instant::now();
+            while edge.log.text().matches(REGISTERED).count() < n {
+                assert!(since.elapsed() < PATIENCE, "no registration {n}");
+                // Polls the log another task fills.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    registrations(2).await;
+    // The edge prefers the newest connection among equals: restart the
+    // namespaced replica so that it is the one new calls go to until the
+    // edge finds it silent (with an audit log of its own: stream ids start
+    // again at 0 in a new process).
+    d.client.terminate();
+    assert!(d.client.wait_exit().await.success());
+    let again = copy_files(d.dir.path(), "namespaced");
+    let again_cfg = client_config(&again, d.tunnels, d.upstream.addr);
+    d.client = Process::start_in(d.net.name(), "tunnel-client", &again_cfg).await;
+    registrations(3).await;
+    within_patience(
+        "the edge drops the replica's first connection",
+        d.edge.log.wait_for(DISCONNECTED),
+    )
+    .await;
+
+    d.net.blackhole_udp(d.tunnels.port());
+    let black = Instant::now();
+    let settle = silence_bound(proxy::Limits::default().keepalive) + Duration::from_secs(1);
+    let until = settle + Duration::from_secs(3);
+    let mut echo = d.echo().await;
+    let ledger = Ledger::default();
+    let (mut early_failed, mut late_served) = (0, Vec::new());
+    let mut late_failed = Vec::new();
+    while black.elapsed() < until {
+        let started = black.elapsed();
+        let id = ledger.id("silent");
+        let outcome =
+            match tokio::time::timeout(Duration::from_secs(1), unary(&mut echo, &id)).await {
+                Ok(r) => r,
+                Err(_) => Err("no answer within 1 s".to_string()),
+            };
+        match (outcome, started >= settle) {
+            (Ok(()), true) => late_served.push(id),
+            (Ok(()), false) => {}
+            (Err(e), true) => late_failed.push(format!("{id} at {started:?}: {e}")),
+            (Err(_), false) => early_failed += 1,
+        }
+    }
+    println!(
+        "a replica's path blackholed: {early_failed} calls failed in the first {settle:?}, then {} served and {} failed",
+        late_served.len(),
+        late_failed.len()
+    );
+    assert!(
+        late_failed.is_empty(),
+        "calls started {settle:?} after the blackhole must all be served by the live replica: {late_failed:?}"
+    );
+    assert!(
+        late_served.len() >= 10,
+        "the load ran ({})",
+        late_served.len()
+    );
+
+    d.net.heal();
+    replica.terminate();
+    assert!(replica.wait_exit().await.success(), "the replica's exit");
+    let dir = d.finish(false).await;
+    check_log(
+        "edge",
+        &dir.path().join("audit/edge.log"),
+        &late_served,
+        false,
+    );
+    check_log(
+        "second replica",
+        &replica_dir.join(format!("audit/client-{TUNNEL}.log")),
+        &late_served,
+        true,
+    );
+}
+
+/// Copies the files (not directories) of `dir` into a new `dir/name`.
+fn copy_files(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+async fn within_patience<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {PATIENCE:?}: {what}"),
+    }
 }

@@ -291,7 +291,10 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     let audit = AuditLog::open(config.audit.clone())?;
     let life = Lifecycle::new();
     let egress_upstreams = proxy::upstream::build(&config.upstreams, &config.limits, &life)?;
-    let registry = Arc::new(Registry::new(config.known_tunnels.clone()));
+    let registry = Arc::new(Registry::new(
+        config.known_tunnels.clone(),
+        proxy::liveness::silence_bound(config.limits.keepalive),
+    ));
     let sessions = proxy::revocation::LiveSessions::new(
         vec![config.policy.clone(), config.egress_policy.clone()],
         audit.clone(),

@@ -1,14 +1,25 @@
 //! Live tunnels by name. A tunnel's name comes from its certificate; a name
 //! may have several live connections (one per client replica or HA link).
-//! Each call goes to the connection that is not draining with the fewest
-//! calls in flight (the newest among equals); only when every connection
-//! of the tunnel drains does a call go to a draining one, whose client
-//! refuses it with the retryable `draining`.
+//! Each call goes to the connection that is not draining and not silent
+//! with the fewest calls in flight (the newest among equals); only when
+//! every connection of the tunnel drains does a call go to a draining one,
+//! whose client refuses it with the retryable `draining`.
+//!
+//! Silent: a connection whose client has sent nothing (not even the
+//! acknowledgement of a keepalive) for `silence` ([`proxy::liveness`]) —
+//! a crashed replica, or a path gone black, that QUIC will only declare
+//! lost at the idle timeout. A tunnel's connections are sampled when a
+//! call chooses among two or more, so a tunnel with one connection costs
+//! nothing, and a silent replica stops getting new calls within `silence`
+//! of the first call that finds it so.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::{Duration, Instant};
+
+use proxy::liveness::Liveness;
 use proxy::SpiffeId;
 use tokio::sync::Notify;
 
@@ -27,6 +38,8 @@ pub struct TunnelConn {
     in_flight: Arc<AtomicUsize>,
     /// Set when the client said (GOAWAY) it is draining.
     draining: Arc<AtomicBool>,
+    /// When the client was last heard from.
+    liveness: Arc<Liveness>,
 }
 
 impl TunnelConn {
@@ -38,6 +51,11 @@ impl TunnelConn {
     /// Whether the client said it is draining.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// How long the client has been silent at least, as last sampled.
+    pub fn silent_for(&self, now: Instant) -> Duration {
+        self.liveness.silent_for(now)
     }
 }
 
@@ -86,17 +104,33 @@ struct Inner {
 }
 
 /// The table of tunnels, shared by the QUIC listener and ingress.
-#[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     changed: Notify,
+    silence: Duration,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new(
+            [],
+            proxy::liveness::silence_bound(proxy::Limits::default().keepalive),
+        )
+    }
 }
 
 impl Registry {
-    /// A registry that already knows the configured tunnel names.
-    pub fn new(known: impl IntoIterator<Item = String>) -> Self {
-        let reg = Self::default();
+    /// A registry that already knows the configured tunnel names; a
+    /// connection silent for `silence` gets no new call while another of
+    /// its tunnel is heard from.
+    pub fn new(known: impl IntoIterator<Item = String>, silence: Duration) -> Self {
+        let reg = Self {
+            inner: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            changed: Notify::new(),
+            silence,
+        };
         if let Ok(mut inner) = reg.inner.lock() {
             inner.known.extend(known);
         }
@@ -125,6 +159,7 @@ impl Registry {
                     services: Arc::new(services),
                     in_flight: Arc::default(),
                     draining: Arc::default(),
+                    liveness: Arc::new(Liveness::new(Instant::now())),
                 });
         }
         self.changed.notify_waiters();
@@ -161,17 +196,42 @@ impl Registry {
         self.changed.notify_waiters();
     }
 
+    /// Samples each connection's received-datagram count when there is a
+    /// choice to make; true for those silent for `silence`.
+    fn silent(&self, conns: &[TunnelConn]) -> Vec<bool> {
+        if conns.len() < 2 {
+            return vec![false; conns.len()];
+        }
+        let now = Instant::now();
+        conns
+            .iter()
+            .map(|c| {
+                c.liveness.observe_connection(&c.conn);
+                c.silent_for(now) > self.silence
+            })
+            .collect()
+    }
+
     /// Chooses the connection for one call to `name`: not draining before
-    /// draining, then the fewest calls in flight, then the newest.
+    /// draining, heard from before silent, then the fewest calls in
+    /// flight, then the newest.
     pub fn lookup(&self, name: &str) -> Lookup {
         let Ok(inner) = self.inner.lock() else {
             return Lookup::Unknown;
         };
         let best = inner.live.get(name).and_then(|conns| {
+            let silent = self.silent(conns);
             conns
                 .iter()
                 .enumerate()
-                .min_by_key(|(i, c)| (c.is_draining(), c.in_flight(), std::cmp::Reverse(*i)))
+                .min_by_key(|(i, c)| {
+                    (
+                        c.is_draining(),
+                        silent[*i],
+                        c.in_flight(),
+                        std::cmp::Reverse(*i),
+                    )
+                })
                 .map(|(_, c)| c.clone())
         });
         match best {
@@ -182,19 +242,19 @@ impl Registry {
     }
 
     /// Another connection of `name` for a retried call: not one of
-    /// `tried`, not draining, offering `service`; the fewest calls in
-    /// flight, then the newest.
+    /// `tried`, not draining, offering `service`; heard from before
+    /// silent, the fewest calls in flight, then the newest.
     pub fn lookup_other(&self, name: &str, tried: &[u64], service: &str) -> Option<Routed> {
         let inner = self.inner.lock().ok()?;
-        inner
-            .live
-            .get(name)?
+        let conns = inner.live.get(name)?;
+        let silent = self.silent(conns);
+        conns
             .iter()
             .enumerate()
             .filter(|(_, c)| {
                 !tried.contains(&c.id) && !c.is_draining() && c.services.contains(service)
             })
-            .min_by_key(|(i, c)| (c.in_flight(), std::cmp::Reverse(*i)))
+            .min_by_key(|(i, c)| (silent[*i], c.in_flight(), std::cmp::Reverse(*i)))
             .map(|(_, c)| Routed::new(c.clone()))
     }
 

@@ -11,11 +11,15 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers. From here on the signals no longer kill the
-    /// process; they are delivered to [`Signals::recv`].
+    /// process; they are delivered to [`Signals::recv`]. SIGHUP (reload)
+    /// is taken over here too: the reload watchers listen for it once
+    /// their tasks first run, and a SIGHUP before that must not end the
+    /// process (tokio keeps a handler installed for the process's life).
     pub fn install() -> std::io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
+            drop(signal(SignalKind::hangup())?);
             Ok(Self {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
