@@ -10,5 +10,6 @@ fn main() {
         grpc: false,
         direction: proxy::audit::Direction::Ingress,
         held: None,
+        _kept: None,
     };
 }
