@@ -36,6 +36,31 @@ pub const CA_CERT: &str = "ca.pem";
 /// production.
 const LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Copies the files (not directories) of `from` into `to`, created if
+/// missing: a second process beside the first with the same PKI and a
+/// directory (audit log, configuration) of its own.
+pub fn copy_files(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Another edge's directory beside `first` (which holds the development
+/// PKI): the same CA and trust, and an edge identity of its own
+/// (`spiffe://…/edge/<name>`) in the files the edge configuration names.
+pub fn edge_pki_beside(first: &Path, to: &Path, name: &str) -> anyhow::Result<()> {
+    copy_files(first, to)?;
+    Ca::load_dir(first)?
+        .issue(&LeafSpec::new(IdentityKind::Edge, name))?
+        .write_files(to, EDGE_CERT, true)?;
+    Ok(())
+}
+
 /// Writes a development CA and the edge (`edge-1`, also valid for
 /// `*.demo.<domain>` so mTLS callers can verify it by routing host), demo
 /// tunnel and dev caller identities into `dir`, unless they are there

@@ -65,18 +65,38 @@ impl Log {
 
     /// Waits until a line containing `needle` was logged.
     pub async fn wait_for(&self, needle: &str) {
+        self.wait_until(&format!("a log line with {needle:?}"), |lines| {
+            lines.iter().any(|l| l.contains(needle))
+        })
+        .await;
+    }
+
+    /// Waits until `holds` is true of the lines logged so far (checked
+    /// each time the log grows), bounded by [`PATIENCE`]; `what` names
+    /// the condition in the failure message.
+    pub async fn wait_until(&self, what: &str, holds: impl Fn(&[String]) -> bool) {
         let wait = async {
             loop {
                 let grew = self.grew.notified();
-                if self.has(needle) {
+                if holds(&self.lines.lock().unwrap()) {
                     return;
                 }
                 grew.await;
             }
         };
         if tokio::time::timeout(PATIENCE, wait).await.is_err() {
-            panic!("no log line with {needle:?}; the log:\n{}", self.text());
+            panic!("timed out waiting for {what}; the log:\n{}", self.text());
         }
+    }
+
+    /// Lines so far that contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 }
 

@@ -10,10 +10,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use certs::{Ca, IdentityKind, LeafSpec};
 use proxy::audit::Durability;
 use tether_tests::callers::grpc_plaintext;
-use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies, EDGE_CERT};
+use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies};
 use tether_tests::pb::EchoRequest;
 use tether_tests::process::Process;
 use tether_tests::upstream;
@@ -46,24 +45,6 @@ fn edge_files(dir: &Path, tunnel: SocketAddr, cp: SocketAddr, id: &str) -> std::
         .replace("id = \"edge-1\"", &format!("id = \"{id}\""));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// A second edge directory: the same CA and trust, its own edge identity
-/// (`spiffe://…/edge/edge-2`) in the files the edge configuration names.
-fn second_edge_pki(first: &Path, second: &Path) {
-    std::fs::create_dir_all(second).unwrap();
-    for entry in std::fs::read_dir(first).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), second.join(entry.file_name())).unwrap();
-        }
-    }
-    let ca = Ca::load_dir(first).unwrap();
-    let spec = LeafSpec::new(IdentityKind::Edge, "edge-2");
-    ca.issue(&spec)
-        .unwrap()
-        .write_files(second, EDGE_CERT, true)
-        .unwrap();
 }
 
 async fn call_once(plaintext: SocketAddr, text: &str) -> Result<(), String> {
@@ -122,7 +103,7 @@ async fn a_client_on_two_edges_is_served_through_one_when_the_other_is_killed() 
     let first = dir.path().join("edge-1");
     let second = dir.path().join("edge-2");
     files::ensure_dev_pki(&first).unwrap();
-    second_edge_pki(&first, &second);
+    files::edge_pki_beside(&first, &second, "edge-2").unwrap();
     let service = upstream::start(any()).await.unwrap();
     let cp = upstream::start(any()).await.unwrap();
 

@@ -853,12 +853,12 @@ async fn a_replica_whose_path_goes_black_gets_no_new_calls() {
     let registrations = |n: usize| {
         let edge = &d.edge;
         async move {
-            let since = Instant::now();
-            while edge.log.text().matches(REGISTERED).count() < n {
-                assert!(since.elapsed() < PATIENCE, "no registration {n}");
-                // Polls the log another task fills.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let what = format!("{n} registrations");
+            edge.log
+                .wait_until(&what, |lines| {
+                    lines.iter().filter(|l| l.contains(REGISTERED)).count() >= n
+                })
+                .await;
         }
     };
     registrations(2).await;
@@ -934,16 +934,10 @@ async fn a_replica_whose_path_goes_black_gets_no_new_calls() {
     );
 }
 
-/// Copies the files (not directories) of `dir` into a new `dir/name`.
+/// A new `dir/name` holding a copy of `dir`'s files.
 fn copy_files(dir: &Path, name: &str) -> PathBuf {
     let to = dir.join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
+    files::copy_files(dir, &to).unwrap();
     to
 }
 

@@ -21,10 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use certs::{Ca, IdentityKind, LeafSpec};
 use proxy::audit::Durability;
 use tether_tests::callers::grpc_plaintext;
-use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies, EDGE_CERT};
+use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies};
 use tether_tests::pb::EchoRequest;
 use tether_tests::process::Process;
 use tether_tests::upstream;
@@ -64,19 +63,7 @@ fn edge_dir(root: &Path, n: usize) -> PathBuf {
         files::ensure_dev_pki(&dir).unwrap();
         return dir;
     }
-    let first = root.join("edge-1");
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(&first).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
-    let ca = Ca::load_dir(&first).unwrap();
-    ca.issue(&LeafSpec::new(IdentityKind::Edge, &format!("edge-{n}")))
-        .unwrap()
-        .write_files(&dir, EDGE_CERT, true)
-        .unwrap();
+    files::edge_pki_beside(&root.join("edge-1"), &dir, &format!("edge-{n}")).unwrap();
     dir
 }
 

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use certs::{Ca, IdentityKind, IssuedCert, LeafSpec};
 use proxy::audit::Durability;
@@ -37,22 +36,14 @@ fn hangup(process: &Process) {
 /// Waits until the process logs a reload that SIGHUP triggered (a file
 /// poll may reload the same files first; the SIGHUP reload follows).
 async fn reloaded_by_sighup(process: &Process) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let text = process.log.text();
-        if text
-            .lines()
-            .any(|l| l.contains("TLS credentials reloaded") && l.contains("SIGHUP"))
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no reload on SIGHUP; the log:\n{text}"
-        );
-        // Polls the log another task fills.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    process
+        .log
+        .wait_until("a reload triggered by SIGHUP", |lines| {
+            lines
+                .iter()
+                .any(|l| l.contains("TLS credentials reloaded") && l.contains("SIGHUP"))
+        })
+        .await;
 }
 
 fn serial(cert: &IssuedCert) -> Vec<u8> {
@@ -149,12 +140,7 @@ async fn sighup_reloads_rotated_certificates_without_dropping_the_tunnel() {
     );
     // The tunnel that was up carries calls, on its one connection.
     call(edge.addr("plaintext")).await;
-    let registrations = edge
-        .log
-        .text()
-        .lines()
-        .filter(|l| l.contains("tunnel registered"))
-        .count();
+    let registrations = edge.log.count("tunnel registered");
     assert_eq!(registrations, 1, "the tunnel connection was not replaced");
 
     client.terminate();

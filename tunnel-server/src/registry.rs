@@ -196,20 +196,15 @@ impl Registry {
         self.changed.notify_waiters();
     }
 
-    /// Samples each connection's received-datagram count when there is a
-    /// choice to make; true for those silent for `silence`.
-    fn silent(&self, conns: &[TunnelConn]) -> Vec<bool> {
-        if conns.len() < 2 {
-            return vec![false; conns.len()];
+    /// Whether `c`, one of `of` connections of its tunnel, has been
+    /// silent for `silence`. Sampled only when there is a choice to make:
+    /// a lone connection is never judged.
+    fn silent(&self, c: &TunnelConn, of: usize, now: Instant) -> bool {
+        if of < 2 {
+            return false;
         }
-        let now = Instant::now();
-        conns
-            .iter()
-            .map(|c| {
-                c.liveness.observe_connection(&c.conn);
-                c.silent_for(now) > self.silence
-            })
-            .collect()
+        c.liveness.observe_connection(&c.conn);
+        c.silent_for(now) > self.silence
     }
 
     /// Chooses the connection for one call to `name`: not draining before
@@ -219,15 +214,15 @@ impl Registry {
         let Ok(inner) = self.inner.lock() else {
             return Lookup::Unknown;
         };
+        let now = Instant::now();
         let best = inner.live.get(name).and_then(|conns| {
-            let silent = self.silent(conns);
             conns
                 .iter()
                 .enumerate()
                 .min_by_key(|(i, c)| {
                     (
                         c.is_draining(),
-                        silent[*i],
+                        self.silent(c, conns.len(), now),
                         c.in_flight(),
                         std::cmp::Reverse(*i),
                     )
@@ -247,14 +242,20 @@ impl Registry {
     pub fn lookup_other(&self, name: &str, tried: &[u64], service: &str) -> Option<Routed> {
         let inner = self.inner.lock().ok()?;
         let conns = inner.live.get(name)?;
-        let silent = self.silent(conns);
+        let now = Instant::now();
         conns
             .iter()
             .enumerate()
             .filter(|(_, c)| {
                 !tried.contains(&c.id) && !c.is_draining() && c.services.contains(service)
             })
-            .min_by_key(|(i, c)| (silent[*i], c.in_flight(), std::cmp::Reverse(*i)))
+            .min_by_key(|(i, c)| {
+                (
+                    self.silent(c, conns.len(), now),
+                    c.in_flight(),
+                    std::cmp::Reverse(*i),
+                )
+            })
             .map(|(_, c)| Routed::new(c.clone()))
     }
 
