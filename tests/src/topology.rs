@@ -125,6 +125,12 @@ pub struct Options {
     pub edge_tls_dir: Option<PathBuf>,
     /// The edge's `[tunnels] max_connections`, when not the default.
     pub edge_max_connections: Option<usize>,
+    /// The edge's `[tunnels] max_connections_per_tunnel`, when not the
+    /// default.
+    pub edge_max_connections_per_tunnel: Option<usize>,
+    /// The edge's `[tunnels] registration_retry_after_ms`, when not the
+    /// default.
+    pub edge_registration_retry_after: Option<Duration>,
 }
 
 /// The text of a policy allowing every identity of [`TRUST_DOMAIN`]
@@ -164,6 +170,8 @@ impl Default for Options {
             client_audit_dir: None,
             edge_tls_dir: None,
             edge_max_connections: None,
+            edge_max_connections_per_tunnel: None,
+            edge_registration_retry_after: None,
         }
     }
 }
@@ -280,6 +288,12 @@ impl Topology {
                 .edge_max_connections
                 .unwrap_or(tunnel_server::config::DEFAULT_MAX_CONNECTIONS),
             max_handshakes: tunnel_server::config::DEFAULT_MAX_HANDSHAKES,
+            max_connections_per_tunnel: opts
+                .edge_max_connections_per_tunnel
+                .unwrap_or(tunnel_server::config::DEFAULT_MAX_CONNECTIONS_PER_TUNNEL),
+            registration_retry_after: opts
+                .edge_registration_retry_after
+                .unwrap_or(tunnel_server::config::DEFAULT_REGISTRATION_RETRY_AFTER),
             stateless_reset_key_file: None,
             stateless_reset_interval: tunnel_server::config::DEFAULT_STATELESS_RESET_INTERVAL,
             domain: DOMAIN.into(),

@@ -247,8 +247,12 @@ async fn fails_closed_on_a_full_disk(end: End, flow: Flow) {
         .unwrap();
     assert_eq!(first.status, 200, "{first:?}");
     fs.fill().unwrap();
-    // The log's last page may have room for a few records; once a write has
-    // failed, every new stream is refused while the disk stays full.
+    // The log's last page may have room for a few records. A write that
+    // does not fit fails and is truncated back, which can leave room for a
+    // smaller one: an append that fits succeeds, by design, and its call is
+    // served with its record written. So the disk counts as reported full
+    // after three refusals in a row; every refused call must have reached
+    // nothing.
     let mut refused = 0;
     for _ in 0..500 {
         let served_before = reached(&topo, flow);
@@ -256,7 +260,7 @@ async fn fails_closed_on_a_full_disk(end: End, flow: Flow) {
             .await
             .unwrap();
         if outcome.status == 200 {
-            assert_eq!(refused, 0, "{flow:?} served after the log had failed");
+            refused = 0;
             continue;
         }
         assert_eq!(

@@ -53,6 +53,15 @@ pub enum DialError {
     /// The edge refused registration and said why.
     #[error("edge refused registration: {0}")]
     Refused(String),
+    /// The edge refused registration for now (overloaded or draining) and
+    /// said when to come back.
+    #[error("edge refused registration: {message} (retry after {} ms)", retry_after.as_millis())]
+    Deferred {
+        /// The edge's reason.
+        message: String,
+        /// The edge's hint.
+        retry_after: Duration,
+    },
     /// The edge reached is one the client has enough connections to; the
     /// connection was closed before registering.
     #[error("edge {0} not used: {1}")]
@@ -71,6 +80,17 @@ pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration
         .min(max);
     let millis = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::random_range(0..=millis))
+}
+
+/// The wait after a refusal that carried `retry_after`: at least the
+/// hint, plus up to a quarter of it at random (clients refused together
+/// by one edge come back spread out), at least the backoff step already
+/// due, and never above `max` (an edge cannot park a client for longer
+/// than its own backoff cap).
+pub fn deferred_delay(retry_after: Duration, backoff: Duration, max: Duration) -> Duration {
+    let spread = u64::try_from(retry_after.as_millis() / 4).unwrap_or(u64::MAX);
+    let hinted = retry_after.saturating_add(Duration::from_millis(rand::random_range(0..=spread)));
+    hinted.max(backoff).min(max)
 }
 
 /// A registered connection, before it joins the pool.
@@ -168,6 +188,10 @@ pub async fn connect_once<'p>(
         let mut reader = FrameReader::new(recv, cfg.limits.wire);
         match reader.next().await {
             Ok(Some(Frame::Welcome(w))) => Ok((w, reader, send)),
+            Ok(Some(Frame::Error(e))) if e.retry_after_ms > 0 => Err(DialError::Deferred {
+                message: e.message,
+                retry_after: Duration::from_millis(e.retry_after_ms),
+            }),
             Ok(Some(Frame::Error(e))) => Err(DialError::Refused(e.message)),
             Ok(Some(other)) => Err(DialError::Protocol(format!(
                 "expected WELCOME, got {}",
@@ -377,6 +401,7 @@ async fn run_slot(
     let mut attempt = 0u32;
     let mut turn = 0usize;
     let mut failed = false;
+    let mut hint: Option<Duration> = None;
     let mut bound = cfg.dial_timeout.min(max_bound);
     loop {
         if life.is_draining() {
@@ -419,6 +444,7 @@ async fn run_slot(
                     session,
                     not_after,
                 } = d;
+                pool.waiting(slot, None);
                 // Usable for egress before anyone is told it is connected.
                 let entry = pool.add(claim, conn, welcome.edge_id, edge, to.addr);
                 let served = proxy::revocation::guard(
@@ -468,6 +494,19 @@ async fn run_slot(
                 pool.failed(slot, format!("edge {edge} not used: {full}"));
                 turn = turn.wrapping_add(1);
             }
+            Err(DialError::Deferred {
+                message,
+                retry_after,
+            }) => {
+                let e = DialError::Deferred {
+                    message,
+                    retry_after,
+                };
+                warn!(error = %e, attempt, "the edge deferred registration");
+                pool.failed(slot, e.to_string());
+                hint = Some(retry_after);
+                turn = turn.wrapping_add(1);
+            }
             Err(e) => {
                 warn!(error = %e, attempt, "could not connect to edge");
                 pool.failed(slot, e.to_string());
@@ -475,8 +514,13 @@ async fn run_slot(
                 turn = turn.wrapping_add(1);
             }
         }
-        let delay = backoff_delay(attempt, cfg.initial_backoff, cfg.max_backoff);
+        let backoff = backoff_delay(attempt, cfg.initial_backoff, cfg.max_backoff);
+        let delay = match hint.take() {
+            Some(retry_after) => deferred_delay(retry_after, backoff, cfg.max_backoff),
+            None => backoff,
+        };
         attempt = attempt.saturating_add(1);
+        pool.waiting(slot, Some(delay));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = life.draining() => break,
@@ -501,6 +545,28 @@ mod tests {
             assert!(d <= max);
             assert!(d <= init * 2u32.saturating_pow(attempt.min(20)));
         }
+    }
+
+    #[test]
+    fn a_deferral_waits_at_least_the_hint_spread_by_a_quarter_and_capped() {
+        let hint = Duration::from_secs(4);
+        let max = Duration::from_secs(30);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let d = deferred_delay(hint, Duration::from_millis(100), max);
+            assert!(d >= hint && d <= hint + hint / 4, "{d:?}");
+            seen.insert(d.as_millis());
+        }
+        assert!(seen.len() > 10, "the waits are spread, not one value");
+        // A longer backoff step already due wins; the cap wins over both.
+        assert_eq!(
+            deferred_delay(hint, Duration::from_secs(20), max),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            deferred_delay(Duration::from_secs(120), Duration::ZERO, max),
+            max
+        );
     }
 
     #[test]

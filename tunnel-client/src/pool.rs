@@ -90,6 +90,10 @@ pub struct SlotStatus {
     pub dialing: Option<SocketAddr>,
     /// Why its last attempt or connection ended, if one did.
     pub last_error: Option<String>,
+    /// The wait chosen before its next attempt after that, in
+    /// milliseconds (backoff, or the edge's retry-after); `None` while it
+    /// is connected or has not failed.
+    pub next_attempt_after_ms: Option<u64>,
 }
 
 /// One connection as the admin listener shows it.
@@ -299,6 +303,14 @@ impl Pool {
     pub fn dialing(&self, slot: usize, addr: Option<SocketAddr>) {
         if let Some(s) = self.lock().slots.get_mut(slot) {
             s.dialing = addr;
+        }
+    }
+
+    /// Notes how long slot `slot` waits before its next attempt.
+    pub fn waiting(&self, slot: usize, delay: Option<std::time::Duration>) {
+        if let Some(s) = self.lock().slots.get_mut(slot) {
+            s.next_attempt_after_ms =
+                delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         }
     }
 

@@ -107,6 +107,14 @@ pub struct RawTunnels {
     /// QUIC handshakes and registrations in progress at once; default
     /// [`DEFAULT_MAX_HANDSHAKES`].
     pub max_handshakes: Option<usize>,
+    /// Registered connections one tunnel name may hold at this edge (all
+    /// its replicas and slots together); default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_TUNNEL`].
+    pub max_connections_per_tunnel: Option<usize>,
+    /// The retry-after, in milliseconds, sent with a registration refused
+    /// as overloaded or draining; default
+    /// [`DEFAULT_REGISTRATION_RETRY_AFTER`].
+    pub registration_retry_after_ms: Option<u64>,
     /// A secret file (at least 32 bytes) the QUIC stateless-reset key is
     /// derived from; default: derived from the edge's private key. Give
     /// every edge process behind one address the same file.
@@ -134,6 +142,17 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// reconnect storm, while a flood of Initials cannot queue unbounded
 /// TLS work.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
+
+/// Default of `[tunnels] max_connections_per_tunnel`: 1,024 registered
+/// connections per tunnel name, room for hundreds of replicas of one
+/// sidecar while one tunnel identity cannot take the whole of
+/// `max_connections` from the others.
+pub const DEFAULT_MAX_CONNECTIONS_PER_TUNNEL: usize = 1024;
+
+/// Default of `[tunnels] registration_retry_after_ms`: 5 s, long enough
+/// for a drained edge's replacement to come up or a peer connection to
+/// end, short against the client's 30 s backoff cap.
+pub const DEFAULT_REGISTRATION_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Default of `[tunnels] max_egress_streams`: 128 concurrent egress calls
 /// per tunnel connection (more wait for a free stream). quinn reserves
@@ -213,6 +232,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Handshakes and registrations in progress at once.
     pub max_handshakes: usize,
+    /// Registered connections per tunnel name; more are refused at HELLO
+    /// as overloaded.
+    pub max_connections_per_tunnel: usize,
+    /// The retry-after of a registration refused as overloaded or
+    /// draining.
+    pub registration_retry_after: Duration,
     /// Secret file for the stateless-reset key; `None`: derived from
     /// [`Config::identity`]'s private key.
     pub stateless_reset_key_file: Option<PathBuf>,
@@ -377,6 +402,26 @@ impl Config {
                 "must be at least 1 (0 would refuse every tunnel)",
             );
         }
+        let max_connections_per_tunnel = raw
+            .tunnels
+            .max_connections_per_tunnel
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_TUNNEL);
+        if max_connections_per_tunnel == 0 {
+            errors.push(
+                "tunnels.max_connections_per_tunnel",
+                "must be at least 1 (0 would refuse every tunnel)",
+            );
+        }
+        let registration_retry_after = raw
+            .tunnels
+            .registration_retry_after_ms
+            .map_or(DEFAULT_REGISTRATION_RETRY_AFTER, Duration::from_millis);
+        if registration_retry_after.is_zero() {
+            errors.push(
+                "tunnels.registration_retry_after_ms",
+                "must be at least 1 (0 would mean no hint, and clients refused together would return together)",
+            );
+        }
         let stateless_reset_key_file = raw
             .tunnels
             .stateless_reset_key_file
@@ -413,6 +458,8 @@ impl Config {
                     max_egress_streams,
                     max_connections,
                     max_handshakes,
+                    max_connections_per_tunnel,
+                    registration_retry_after,
                     stateless_reset_key_file,
                     stateless_reset_interval,
                     domain,

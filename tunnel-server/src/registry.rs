@@ -137,16 +137,24 @@ impl Registry {
         reg
     }
 
-    /// Adds a live connection and returns its registration id.
+    /// Adds a live connection and returns its registration id, unless the
+    /// tunnel already holds `max_per_tunnel` connections here: then the
+    /// count it holds (checked and added under one lock, so concurrent
+    /// registrations of one name cannot overshoot).
     pub fn register(
         &self,
         name: &str,
         conn: quinn::Connection,
         identity: SpiffeId,
         services: HashSet<String>,
-    ) -> u64 {
+        max_per_tunnel: usize,
+    ) -> Result<u64, usize> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut inner) = self.inner.lock() {
+            let held = inner.live.get(name).map_or(0, Vec::len);
+            if held >= max_per_tunnel {
+                return Err(held);
+            }
             inner.known.insert(name.to_string());
             inner
                 .live
@@ -163,7 +171,7 @@ impl Registry {
                 });
         }
         self.changed.notify_waiters();
-        id
+        Ok(id)
     }
 
     /// Removes a registration when its connection ends.

@@ -194,6 +194,7 @@ async fn register(
                 hello.version,
                 wire::VERSION
             ),
+            std::time::Duration::ZERO,
         )
         .await;
     }
@@ -205,11 +206,47 @@ async fn register(
                 &limits.wire,
                 RefuseCode::BadRequest,
                 format!("service name '{}' {e}", offer.name),
+                std::time::Duration::ZERO,
             )
             .await;
         }
         services.insert(offer.name.clone());
     }
+    let retry_after = shared.config.registration_retry_after;
+    if shared.life.is_draining() {
+        // The handshake was in progress when the edge began to stop.
+        return refuse(
+            &mut send,
+            &limits.wire,
+            RefuseCode::Draining,
+            "this edge is shutting down; dial another edge or retry after the hint".into(),
+            retry_after,
+        )
+        .await;
+    }
+    let id = match shared.registry.register(
+        name,
+        conn.clone(),
+        identity.clone(),
+        services,
+        shared.config.max_connections_per_tunnel,
+    ) {
+        Ok(id) => id,
+        Err(held) => {
+            return refuse(
+                &mut send,
+                &limits.wire,
+                RefuseCode::Overloaded,
+                format!(
+                    "tunnel {name} already holds {held} connections at this edge \
+                     ([tunnels] max_connections_per_tunnel); stop surplus replicas \
+                     or raise the bound"
+                ),
+                retry_after,
+            )
+            .await;
+        }
+    };
     let welcome = Frame::Welcome(Welcome {
         version: wire::VERSION,
         edge_id: shared.config.edge_id.clone(),
@@ -219,26 +256,57 @@ async fn register(
             max_streams: shared.config.max_egress_streams,
         },
     });
+    // Registered before WELCOME so the bound is checked and taken at once;
+    // undone if WELCOME cannot be sent or the registration times out
+    // while sending it (this future dropped).
+    let undo = Unregister {
+        registry: &shared.registry,
+        name,
+        id: Some(id),
+    };
     let mut buf = BytesMut::new();
     wire::encode(&welcome, &limits.wire, &mut buf).map_err(|e| e.to_string())?;
     send.write_all(&buf).await.map_err(|e| e.to_string())?;
-    let id = shared
-        .registry
-        .register(name, conn.clone(), identity.clone(), services);
+    undo.keep();
     debug!(services = ?hello.services.len(), labels = ?hello.labels, "hello accepted");
     Ok((id, reader, send))
 }
 
-/// Tells the client why registration failed before the connection closes.
+/// Takes a registration back out of the registry when dropped, unless
+/// kept: a registration whose WELCOME never went out must not be routed to.
+struct Unregister<'a> {
+    registry: &'a crate::registry::Registry,
+    name: &'a str,
+    id: Option<u64>,
+}
+
+impl Unregister<'_> {
+    fn keep(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.registry.deregister(self.name, id);
+        }
+    }
+}
+
+/// Tells the client why registration failed before the connection closes
+/// (with `retry_after` as its hint when the reason passes).
 async fn refuse(
     send: &mut quinn::SendStream,
     limits: &wire::WireLimits,
     code: RefuseCode,
     message: String,
+    retry_after: std::time::Duration,
 ) -> Result<(u64, FrameReader, quinn::SendStream), String> {
     let frame = Frame::Error(ControlError {
         code,
         message: message.clone(),
+        retry_after_ms: u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
     });
     let mut buf = BytesMut::new();
     if wire::encode(&frame, limits, &mut buf).is_ok() {

@@ -169,6 +169,7 @@ fn parse(ty: FrameType, payload: &[u8], limits: &WireLimits) -> Result<Frame, Wi
         FrameType::Error => Frame::Error(ControlError {
             code: r.code()?,
             message: r.string("message")?,
+            retry_after_ms: r.varint("retry_after_ms")?,
         }),
         FrameType::Open => {
             let kind = r.u8("kind")?;

@@ -157,6 +157,7 @@ fn payload<O: Out>(frame: &Frame, limits: &WireLimits, out: &mut O) -> Result<()
         Frame::Error(e) => {
             out.u8(e.code as u8);
             out.bytes(e.message.as_bytes())?;
+            out.varint(e.retry_after_ms)?;
         }
         Frame::Open(o) => {
             out.u8(o.kind as u8);

@@ -151,6 +151,12 @@ pub struct ControlError {
     pub code: RefuseCode,
     /// Human-readable reason that says what to do.
     pub message: String,
+    /// How long the peer should wait before trying again, in
+    /// milliseconds; 0: no hint (the peer's own backoff applies). An
+    /// overloaded or draining edge sets it so that clients refused
+    /// together come back when it can take them, not on their next
+    /// backoff step.
+    pub retry_after_ms: u64,
 }
 
 /// The first frame of a data stream: what is being asked, by whom.

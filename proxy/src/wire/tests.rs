@@ -94,6 +94,12 @@ fn sample_frames() -> Vec<Frame> {
         Frame::Error(ControlError {
             code: RefuseCode::Unsupported,
             message: "version 2 is not supported; upgrade the edge".into(),
+            retry_after_ms: 0,
+        }),
+        Frame::Error(ControlError {
+            code: RefuseCode::Overloaded,
+            message: "too many connections of this tunnel".into(),
+            retry_after_ms: 5_000,
         }),
         Frame::Open(Box::new(Open {
             kind: StreamKind::Tcp,
@@ -137,6 +143,7 @@ fn every_frame_type_round_trips() {
         round_trip(&Frame::Error(ControlError {
             code,
             message: "m".into(),
+            retry_after_ms: u64::from(code as u8),
         }));
     }
 }
@@ -648,8 +655,13 @@ fn frame() -> impl Strategy<Value = Frame> {
             })
         }),
         text().prop_map(|reason| Frame::GoAway(GoAway { reason })),
-        (refuse_code(), text())
-            .prop_map(|(code, message)| Frame::Error(ControlError { code, message })),
+        (refuse_code(), text(), 0u64..(1 << 62)).prop_map(|(code, message, retry_after_ms)| {
+            Frame::Error(ControlError {
+                code,
+                message,
+                retry_after_ms,
+            })
+        }),
         open,
         (100u16..=999, header_map()).prop_map(|(s, headers)| Frame::Response(Box::new(Response {
             status: StatusCode::from_u16(s).unwrap(),
