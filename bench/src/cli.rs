@@ -18,6 +18,7 @@ use crate::report::Report;
 use crate::scenario_audit::{self, Audit, AuditConfig};
 use crate::scenario_bulk::{self, BulkConfig, BulkLoad};
 use crate::scenario_fairness::{self, FairnessConfig};
+use crate::scenario_fleet::{self, FleetConfig};
 use crate::scenario_rate::{self, OpenLoop, RateConfig};
 use crate::scenario_recovery::{self, RecoveryConfig};
 use crate::scenario_tunnels::{self, TunnelsConfig};
@@ -221,6 +222,44 @@ enum Command {
         /// Seconds the p99 from the restart should stay under.
         #[arg(long, default_value_t = 2.0)]
         target: f64,
+        /// Directory holding tunnel-server and tunnel-client (default:
+        /// next to bench).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// A fleet on one machine: three edge processes (release binaries)
+    /// and --tunnels real tunnel clients in this process, each connected
+    /// to every edge; an open-loop load of --rate calls/s spread over the
+    /// edges as an L4 balancer with retries would (an attempt turned away
+    /// before it started goes to the next edge); after --kill-after the
+    /// middle edge is SIGKILLed and restarted on its addresses after
+    /// --down. Reports calls failed (in flight on the killed edge, and
+    /// otherwise: the target is none), the time until every tunnel is
+    /// connected to every edge again, and each edge's memory. Needs
+    /// `ulimit -n` of about 7 per tunnel.
+    Fleet {
+        /// Tunnel clients.
+        #[arg(long, default_value_t = 1000)]
+        tunnels: usize,
+        /// Clients started at once while the fleet comes up.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Calls per second over all edges.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// Calls in flight at most (beyond it a due call is counted as
+        /// not sent).
+        #[arg(long, default_value_t = 1024)]
+        max_in_flight: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20.0)]
+        duration: f64,
+        /// Seconds into the load when the edge is killed.
+        #[arg(long, default_value_t = 5.0)]
+        kill_after: f64,
+        /// Seconds the killed edge stays down.
+        #[arg(long, default_value_t = 1.0)]
+        down: f64,
         /// Directory holding tunnel-server and tunnel-client (default:
         /// next to bench).
         #[arg(long, value_name = "DIR")]
@@ -545,6 +584,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.met(),
                 "p99 from the restart was {:.0} ms, above the target",
                 report.p99_from_restart()
+            );
+            return Ok(());
+        }
+        Command::Fleet {
+            tunnels,
+            batch,
+            rate,
+            max_in_flight,
+            duration,
+            kill_after,
+            down,
+            bin_dir,
+        } => {
+            let cfg = FleetConfig {
+                tunnels: *tunnels,
+                batch: *batch,
+                rate: *rate,
+                max_in_flight: (*max_in_flight).max(1),
+                duration: seconds("duration", *duration)?,
+                kill_after: seconds("kill-after", *kill_after)?,
+                down: Duration::try_from_secs_f64(*down)
+                    .map_err(|_| anyhow::anyhow!("--down must be a number of seconds ≥ 0"))?,
+                bin_dir: bin_dir.clone(),
+            };
+            let report = scenario_fleet::run(&cfg).await?;
+            if cli.output.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            anyhow::ensure!(
+                report.met(),
+                "{} calls failed that had not started on the killed edge",
+                report.failed_elsewhere
             );
             return Ok(());
         }

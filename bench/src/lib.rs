@@ -23,6 +23,9 @@
 //!   compared with its latency alone, with and without per-caller limits.
 //! - [`scenario_recovery`]: SIGKILL and restart of the only edge, timed
 //!   until the tunnel serves again.
+//! - [`scenario_fleet`]: three edges and many real tunnel clients, each
+//!   connected to every edge; one edge killed under load: calls failed,
+//!   time back to full strength, memory per edge.
 //! - [`scenario_bulk`]: large transfers each way, one stream or many:
 //!   [`bulk_caller`]s move HTTP/2 bodies ([`bulk_http`]) or raw QUIC
 //!   streams for the ceiling ([`bulk_quic`]), sized by [`byte_size`],
@@ -81,6 +84,7 @@ pub mod report_dir;
 pub mod scenario_audit;
 pub mod scenario_bulk;
 pub mod scenario_fairness;
+pub mod scenario_fleet;
 pub mod scenario_rate;
 pub mod scenario_recovery;
 pub mod scenario_tunnels;

@@ -294,6 +294,8 @@ impl Topology {
             registration_retry_after: opts
                 .edge_registration_retry_after
                 .unwrap_or(tunnel_server::config::DEFAULT_REGISTRATION_RETRY_AFTER),
+            // Tests of unknown tunnels expect the answer at once.
+            warmup: Duration::ZERO,
             stateless_reset_key_file: None,
             stateless_reset_interval: tunnel_server::config::DEFAULT_STATELESS_RESET_INTERVAL,
             domain: DOMAIN.into(),

@@ -528,8 +528,7 @@ async fn run_slot(
     }
     // Draining with no connection in this slot: nothing left to serve.
     life.closing().await;
-    endpoint.close(conn_codes::GOING_AWAY, b"client shutting down");
-    endpoint.wait_idle().await;
+    proxy::udp::close_endpoint(&endpoint, conn_codes::GOING_AWAY, b"client shutting down").await;
 }
 
 #[cfg(test)]

@@ -115,6 +115,10 @@ pub struct RawTunnels {
     /// as overloaded or draining; default
     /// [`DEFAULT_REGISTRATION_RETRY_AFTER`].
     pub registration_retry_after_ms: Option<u64>,
+    /// For this long after start, calls to a tunnel name the edge has not
+    /// seen are answered `tunnel-offline` (retryable), not unknown;
+    /// default [`DEFAULT_WARMUP`].
+    pub warmup_ms: Option<u64>,
     /// A secret file (at least 32 bytes) the QUIC stateless-reset key is
     /// derived from; default: derived from the edge's private key. Give
     /// every edge process behind one address the same file.
@@ -148,6 +152,10 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
 /// sidecar while one tunnel identity cannot take the whole of
 /// `max_connections` from the others.
 pub const DEFAULT_MAX_CONNECTIONS_PER_TUNNEL: usize = 1024;
+
+/// Default of `[tunnels] warmup_ms`: 30 s, the client's backoff cap, by
+/// which every client that lost this edge in a restart has redialed it.
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(30);
 
 /// Default of `[tunnels] registration_retry_after_ms`: 5 s, long enough
 /// for a drained edge's replacement to come up or a peer connection to
@@ -238,6 +246,8 @@ pub struct Config {
     /// The retry-after of a registration refused as overloaded or
     /// draining.
     pub registration_retry_after: Duration,
+    /// How long after start an unseen tunnel name counts as offline.
+    pub warmup: Duration,
     /// Secret file for the stateless-reset key; `None`: derived from
     /// [`Config::identity`]'s private key.
     pub stateless_reset_key_file: Option<PathBuf>,
@@ -422,6 +432,10 @@ impl Config {
                 "must be at least 1 (0 would mean no hint, and clients refused together would return together)",
             );
         }
+        let warmup = raw
+            .tunnels
+            .warmup_ms
+            .map_or(DEFAULT_WARMUP, Duration::from_millis);
         let stateless_reset_key_file = raw
             .tunnels
             .stateless_reset_key_file
@@ -460,6 +474,7 @@ impl Config {
                     max_handshakes,
                     max_connections_per_tunnel,
                     registration_retry_after,
+                    warmup,
                     stateless_reset_key_file,
                     stateless_reset_interval,
                     domain,

@@ -294,6 +294,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
     let registry = Arc::new(Registry::new(
         config.known_tunnels.clone(),
         proxy::liveness::silence_bound(config.limits.keepalive),
+        config.warmup,
     ));
     let sessions = proxy::revocation::LiveSessions::new(
         vec![config.policy.clone(), config.egress_policy.clone()],

@@ -109,6 +109,8 @@ pub struct Registry {
     next_id: AtomicU64,
     changed: Notify,
     silence: Duration,
+    /// Until then an unknown name is answered as offline, not unknown.
+    warm_until: Instant,
 }
 
 impl Default for Registry {
@@ -116,6 +118,7 @@ impl Default for Registry {
         Self::new(
             [],
             proxy::liveness::silence_bound(proxy::Limits::default().keepalive),
+            Duration::ZERO,
         )
     }
 }
@@ -123,13 +126,22 @@ impl Default for Registry {
 impl Registry {
     /// A registry that already knows the configured tunnel names; a
     /// connection silent for `silence` gets no new call while another of
-    /// its tunnel is heard from.
-    pub fn new(known: impl IntoIterator<Item = String>, silence: Duration) -> Self {
+    /// its tunnel is heard from. For `warmup` from now every name counts
+    /// as known: a restarted edge does not yet know the tunnels whose
+    /// clients are reconnecting to it, and calls to them must get a
+    /// retryable "offline", not a final "unknown".
+    pub fn new(
+        known: impl IntoIterator<Item = String>,
+        silence: Duration,
+        warmup: Duration,
+    ) -> Self {
+        let now = Instant::now();
         let reg = Self {
             inner: Mutex::default(),
             next_id: AtomicU64::new(0),
             changed: Notify::new(),
             silence,
+            warm_until: now.checked_add(warmup).unwrap_or(now),
         };
         if let Ok(mut inner) = reg.inner.lock() {
             inner.known.extend(known);
@@ -239,7 +251,7 @@ impl Registry {
         });
         match best {
             Some(c) => Lookup::Live(Routed::new(c)),
-            None if inner.known.contains(name) => Lookup::Offline,
+            None if inner.known.contains(name) || now < self.warm_until => Lookup::Offline,
             None => Lookup::Unknown,
         }
     }

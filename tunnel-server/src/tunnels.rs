@@ -53,8 +53,7 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let span = tracing::info_span!("tunnel_conn", %remote);
         life.spawn(handle_connection(incoming, held, shared.clone()).instrument(span));
     }
-    endpoint.close(conn_codes::GOING_AWAY, b"edge shutting down");
-    endpoint.wait_idle().await;
+    proxy::udp::close_endpoint(&endpoint, conn_codes::GOING_AWAY, b"edge shutting down").await;
 }
 
 async fn handle_connection(
