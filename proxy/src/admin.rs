@@ -1,5 +1,7 @@
-//! The admin listener: `/healthz` (the process is alive) and `/readyz` (it
-//! can do its job: not draining, tunnel connected, audit log writable).
+//! The admin listener: `/healthz` (the process is alive), `/readyz` (it
+//! can do its job: not draining, tunnel connected, audit log writable) and
+//! the pages each binary adds ([`Page`]: `/metrics`, the client's
+//! `/connections`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,12 +24,39 @@ pub type Check = (&'static str, Result<(), String>);
 /// Produces the current readiness checks; called per request.
 pub type Readiness = Arc<dyn Fn() -> Vec<Check> + Send + Sync>;
 
-/// Produces a JSON document about the process's state (the client's
-/// connections); called per request.
+/// Renders a page's body; called per request.
 pub type Status = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// An extra JSON page: its path and what renders it.
-pub type StatusRoute = (&'static str, Status);
+/// An extra page: its path, content type and what renders it.
+#[derive(Clone)]
+pub struct Page {
+    /// The path it answers, e.g. `/metrics`.
+    pub path: &'static str,
+    /// Its `content-type`.
+    pub content_type: &'static str,
+    /// Its body.
+    pub render: Status,
+}
+
+impl Page {
+    /// A JSON document about the process's state.
+    pub fn json(path: &'static str, render: Status) -> Self {
+        Self {
+            path,
+            content_type: "application/json",
+            render,
+        }
+    }
+
+    /// `/metrics`: the Prometheus text exposition format.
+    pub fn metrics(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            path: "/metrics",
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            render: Arc::new(move || metrics.render()),
+        }
+    }
+}
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -40,20 +69,14 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 /// Answers one admin request.
-pub fn respond(
-    path: &str,
-    readiness: &Readiness,
-    status: Option<&StatusRoute>,
-) -> Response<Full<Bytes>> {
-    if let Some((route, render)) = status {
-        if path == *route {
-            let mut resp = text(StatusCode::OK, render());
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            return resp;
-        }
+pub fn respond(path: &str, readiness: &Readiness, pages: &[Page]) -> Response<Full<Bytes>> {
+    if let Some(page) = pages.iter().find(|p| p.path == path) {
+        let mut resp = text(StatusCode::OK, (page.render)());
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(page.content_type),
+        );
+        return resp;
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
@@ -78,13 +101,9 @@ pub fn respond(
             text(status, body)
         }
         _ => {
-            let extra = status
-                .map(|(route, _)| format!(" or {route}"))
-                .unwrap_or_default();
-            text(
-                StatusCode::NOT_FOUND,
-                format!("try /healthz, /readyz{extra}\n"),
-            )
+            let mut paths = vec!["/healthz", "/readyz"];
+            paths.extend(pages.iter().map(|p| p.path));
+            text(StatusCode::NOT_FOUND, format!("try {}\n", paths.join(", ")))
         }
     }
 }
@@ -103,12 +122,8 @@ pub fn lifecycle_check(life: &Lifecycle) -> Check {
 /// Serves the admin endpoints until the lifecycle closes: it keeps
 /// answering while the process drains, so probes see `/readyz` fail.
 /// Admin connections are not calls; the drain does not wait for them.
-pub async fn serve(
-    listener: TcpListener,
-    readiness: Readiness,
-    status: Option<StatusRoute>,
-    life: Lifecycle,
-) {
+pub async fn serve(listener: TcpListener, readiness: Readiness, pages: Vec<Page>, life: Lifecycle) {
+    let pages: Arc<[Page]> = pages.into();
     loop {
         let tcp = tokio::select! {
             a = listener.accept() => match a {
@@ -118,11 +133,11 @@ pub async fn serve(
             _ = life.closing() => return,
         };
         let readiness = readiness.clone();
-        let status = status.clone();
+        let pages = pages.clone();
         let conn_life = life.clone();
         life.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = respond(req.uri().path(), &readiness, status.as_ref());
+                let resp = respond(req.uri().path(), &readiness, &pages);
                 async move { Ok::<_, Infallible>(resp) }
             });
             let builder = auto::Builder::new(conn_life.task_executor());
@@ -143,19 +158,19 @@ mod tests {
     fn readiness_reports_every_failing_check() {
         let r: Readiness =
             Arc::new(|| vec![("tunnel", Ok(())), ("audit", Err("disk full".into()))]);
-        let resp = respond("/readyz", &r, None);
+        let resp = respond("/readyz", &r, &[]);
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(respond("/healthz", &r, None).status(), StatusCode::OK);
+        assert_eq!(respond("/healthz", &r, &[]).status(), StatusCode::OK);
         let ok: Readiness = Arc::new(|| vec![("tunnel", Ok(()))]);
-        assert_eq!(respond("/readyz", &ok, None).status(), StatusCode::OK);
+        assert_eq!(respond("/readyz", &ok, &[]).status(), StatusCode::OK);
     }
 
     #[test]
-    fn a_status_route_answers_json_and_is_named_in_the_hint() {
+    fn a_page_answers_with_its_type_and_is_named_in_the_hint() {
         let r: Readiness = Arc::new(Vec::new);
         let s: Status = Arc::new(|| "{\"ok\": true}".into());
-        let route = ("/connections", s);
-        let resp = respond("/connections", &r, Some(&route));
+        let pages = [Page::json("/connections", s)];
+        let resp = respond("/connections", &r, &pages);
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(
             resp.headers()
@@ -163,7 +178,15 @@ mod tests {
                 .map(|v| v.as_bytes()),
             Some(&b"application/json"[..])
         );
-        let missing = respond("/metrics", &r, Some(&route));
+        let missing = respond("/nothing", &r, &pages);
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let m = crate::metrics::Metrics::new("edge").unwrap();
+        let with_metrics = [Page::metrics(m)];
+        let resp = respond("/metrics", &r, &with_metrics);
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain; version=0.0.4")));
     }
 }

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod lifecycle;
 pub mod limits;
 pub mod liveness;
+pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod quota;

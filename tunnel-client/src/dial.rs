@@ -71,6 +71,21 @@ pub enum DialError {
     Protocol(String),
 }
 
+impl DialError {
+    /// The outcome label of `tether_registrations_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            DialError::Resolve(..) => "resolve_failed",
+            DialError::Connect(_) => "connect_failed",
+            DialError::TimedOut(_) => "handshake_timeout",
+            DialError::Refused(_) => "refused",
+            DialError::Deferred { .. } => "deferred",
+            DialError::NotNeeded(..) => "not_needed",
+            DialError::Protocol(_) => "protocol_error",
+        }
+    }
+}
+
 /// Full-jitter exponential backoff: each delay is uniform in
 /// [0, min(max, initial × 2^attempt)], so many clients that lost the same
 /// edge do not redial in lockstep.
@@ -305,6 +320,7 @@ async fn serve_connection(
             frame = control.next(), if control_open => match frame {
                 Ok(Some(Frame::GoAway(g))) => {
                     info!(reason = %g.reason, "edge is going away; dialing a replacement");
+                    shared.metrics.drain_events.with_label_values(&["goaway_received"]).inc();
                     return Served::EdgeGoingAway;
                 }
                 Ok(Some(other)) => warn!(frame = %other.frame_type(), "ignoring unexpected control frame"),
@@ -314,6 +330,7 @@ async fn serve_connection(
             _ = tick.tick() => entry.liveness.observe_connection(conn),
             _ = shared.life.draining(), if !goaway_sent => {
                 goaway_sent = true;
+                shared.metrics.drain_events.with_label_values(&["goaway_sent"]).inc();
                 send_goaway(control_send, shared).await;
             }
             _ = shared.life.closing() => {
@@ -418,10 +435,20 @@ async fn run_slot(
             pool.dialing(slot, None);
             r.map(|d| (d, to))
         };
+        shared.metrics.reconnect_attempts.inc();
         let dialed = tokio::select! {
             r = dialed => r,
             _ = life.draining() => break,
         };
+        let outcome = match &dialed {
+            Ok(_) => "registered",
+            Err(e) => e.outcome(),
+        };
+        shared
+            .metrics
+            .registrations
+            .with_label_values(&[outcome])
+            .inc();
         bound = next_handshake_bound(
             bound,
             matches!(dialed, Err(DialError::TimedOut(_))),

@@ -6,6 +6,7 @@
 //! clients (`proxy::upstream`). It never listens for inbound connections from
 //! outside. [`build`] starts it and returns a [`Bound`].
 
+pub mod client_metrics;
 pub mod config;
 pub mod dial;
 pub mod egress;
@@ -54,6 +55,8 @@ pub struct Shared {
     /// Every authenticated edge connection, closed when a reloaded policy
     /// revokes the edge.
     pub sessions: Arc<proxy::revocation::LiveSessions>,
+    /// The process's metrics, served at `/metrics`.
+    pub metrics: Arc<proxy::metrics::Metrics>,
 }
 
 /// Why the client could not start.
@@ -75,6 +78,9 @@ pub enum BuildError {
         /// Why.
         source: std::io::Error,
     },
+    /// The metrics registry could not be built.
+    #[error(transparent)]
+    Metrics(#[from] proxy::metrics::MetricsError),
     /// The local UDP socket could not be bound.
     #[error("cannot bind a UDP socket: {0}")]
     Bind(std::io::Error),
@@ -102,6 +108,8 @@ pub struct Bound {
     pub audit: AuditLog,
     /// The live TLS credentials, for status and tests.
     pub credentials: Arc<Credentials>,
+    /// The process's metrics (what `/metrics` serves), for tests.
+    pub metrics: Arc<proxy::metrics::Metrics>,
     state: watch::Receiver<TunnelState>,
     life: Lifecycle,
     // Not the whole `Shared`: its upstream pools own connection tasks the
@@ -254,6 +262,8 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         }
     }
     let audit = AuditLog::open(config.audit.clone())?;
+    let metrics = proxy::metrics::Metrics::new("client")?;
+    audit.attach_metrics(metrics.clone());
     let (tx, rx) = watch::channel(TunnelState::Connecting);
     let pool = Arc::new(pool::Pool::new(
         config.tunnel_name().to_string(),
@@ -277,7 +287,9 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         life: life.clone(),
         credentials: credentials.clone(),
         sessions: sessions.clone(),
+        metrics: metrics.clone(),
     });
+    metrics.on_scrape(client_metrics::refresh(Arc::downgrade(&shared)));
     for policy in [&shared.config.policy, &shared.config.egress_policy] {
         life.spawn(proxy::revocation::enforce(
             sessions.clone(),
@@ -320,7 +332,10 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         life.spawn(proxy::admin::serve(
             listener,
             readiness,
-            Some(("/connections", status)),
+            vec![
+                proxy::admin::Page::json("/connections", status),
+                proxy::admin::Page::metrics(metrics.clone()),
+            ],
             life.clone(),
         ));
     }
@@ -342,6 +357,7 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         egress_addrs,
         audit,
         credentials,
+        metrics,
         state: rx,
         life,
         pool,

@@ -38,6 +38,14 @@ pub enum Over {
 }
 
 impl Over {
+    /// The outcome label of `tether_registrations_total`.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Over::Connections => "refused_max_connections",
+            Over::Handshakes => "refused_max_handshakes",
+        }
+    }
+
     /// For logs.
     pub fn as_str(self) -> &'static str {
         match self {

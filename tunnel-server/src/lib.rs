@@ -11,6 +11,7 @@ pub mod admit;
 pub mod bounds;
 pub mod call;
 pub mod config;
+pub mod edge_metrics;
 pub mod egress;
 pub mod ingress;
 pub mod registry;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub bounds: bounds::Bounds,
     /// Fair shares of calls per tunnel and per caller (`[limits]`).
     pub quotas: Arc<proxy::quota::Quotas>,
+    /// The process's metrics, served at `/metrics`.
+    pub metrics: Arc<proxy::metrics::Metrics>,
 }
 
 /// Why the edge could not start.
@@ -75,6 +78,9 @@ pub enum BuildError {
     /// The audit log could not be opened (fail closed: no audit, no edge).
     #[error("audit log: {0}")]
     Audit(#[from] proxy::audit::AuditError),
+    /// The metrics registry could not be built.
+    #[error(transparent)]
+    Metrics(#[from] proxy::metrics::MetricsError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -107,6 +113,8 @@ pub struct Bound {
     pub sessions: Arc<proxy::revocation::LiveSessions>,
     /// The fair shares and their refusal counts, for status and tests.
     pub quotas: Arc<proxy::quota::Quotas>,
+    /// The process's metrics (what `/metrics` serves), for tests.
+    pub metrics: Arc<proxy::metrics::Metrics>,
     life: Lifecycle,
 }
 
@@ -289,6 +297,8 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         }
     }
     let audit = AuditLog::open(config.audit.clone())?;
+    let metrics = proxy::metrics::Metrics::new("edge")?;
+    audit.attach_metrics(metrics.clone());
     let life = Lifecycle::new();
     let egress_upstreams = proxy::upstream::build(&config.upstreams, &config.limits, &life)?;
     let registry = Arc::new(Registry::new(
@@ -314,7 +324,9 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         sessions: sessions.clone(),
         bounds,
         quotas: proxy::quota::Quotas::new(config_quota),
+        metrics: metrics.clone(),
     });
+    metrics.on_scrape(edge_metrics::refresh(Arc::downgrade(&shared)));
     for policy in [&shared.config.policy, &shared.config.egress_policy] {
         life.spawn(proxy::revocation::enforce(
             sessions.clone(),
@@ -364,7 +376,12 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
             };
             vec![proxy::admin::lifecycle_check(&state), ("audit", audit)]
         });
-        life.spawn(proxy::admin::serve(listener, readiness, None, life.clone()));
+        life.spawn(proxy::admin::serve(
+            listener,
+            readiness,
+            vec![proxy::admin::Page::metrics(metrics.clone())],
+            life.clone(),
+        ));
     }
     if let Some((listener, caller)) = plaintext {
         life.spawn(ingress::serve_plaintext(listener, caller, shared.clone()));
@@ -380,6 +397,7 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         credentials,
         sessions,
         quotas: shared.quotas.clone(),
+        metrics,
         life,
     })
 }

@@ -37,6 +37,7 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let Some(incoming) = incoming else { break };
         if life.is_draining() {
             debug!(remote = %incoming.remote_address(), "edge draining: tunnel connection refused");
+            count(&shared, "refused_draining");
             incoming.refuse();
             continue;
         }
@@ -46,6 +47,7 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             Err(over) => {
                 // Debug: under a flood this would be a line per packet.
                 debug!(%remote, reason = over.as_str(), refused = shared.bounds.refused(), "tunnel connection refused");
+                count(&shared, over.outcome());
                 incoming.refuse();
                 continue;
             }
@@ -70,20 +72,24 @@ async fn handle_connection(
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             warn!(error = %e, "tunnel handshake refused");
+            count(&shared, "handshake_failed");
             return;
         }
         Err(_) => {
             warn!("tunnel handshake timed out");
+            count(&shared, "handshake_timeout");
             return;
         }
     };
     // The verifier only lets /tunnel/<name> identities through.
     let Some(identity) = quic_peer_id(&conn) else {
         warn!("tunnel connection without a verified identity; closing");
+        count(&shared, "not_a_tunnel");
         conn.close(conn_codes::REFUSED, b"no verified identity");
         return;
     };
     let Some(name) = identity.name_of_kind("tunnel").map(str::to_string) else {
+        count(&shared, "not_a_tunnel");
         conn.close(conn_codes::REFUSED, b"not a tunnel identity");
         return;
     };
@@ -98,6 +104,7 @@ async fn handle_connection(
         Ok(s) => s,
         Err(reason) => {
             warn!(tunnel = %name, %reason, "tunnel connection refused: revoked");
+            count(&shared, "revoked");
             conn.close(conn_codes::REVOKED, reason.as_bytes());
             return;
         }
@@ -115,19 +122,25 @@ async fn handle_connection(
     // The edge's half of the control stream stays open for the life of the
     // connection (dropping it would finish the stream).
     let (reg_id, control, control_send) = match registration {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => {
+            count(&shared, "registered");
+            r
+        }
         Ok(Err(_)) if closed_as_not_needed(&conn) => {
             // A client with enough connections to this edge already.
             debug!(tunnel = %name, "tunnel client closed before registering: it does not need this edge");
+            count(&shared, "not_needed");
             return;
         }
         Ok(Err(reason)) => {
             warn!(tunnel = %name, %reason, "tunnel registration refused");
+            count(&shared, "refused");
             conn.close(conn_codes::REFUSED, reason.as_bytes());
             return;
         }
         Err(_) => {
             warn!(tunnel = %name, "tunnel registration timed out");
+            count(&shared, "registration_timeout");
             conn.close(conn_codes::REFUSED, b"registration timed out");
             return;
         }
@@ -318,6 +331,15 @@ async fn refuse(
     Err(message)
 }
 
+/// Counts one tunnel connection's registration outcome.
+fn count(shared: &Shared, outcome: &'static str) {
+    shared
+        .metrics
+        .registrations
+        .with_label_values(&[outcome])
+        .inc();
+}
+
 /// Which registration a connection is.
 struct Registered<'a> {
     name: &'a str,
@@ -361,11 +383,13 @@ async fn serve_registered(
         tokio::select! {
             _ = shared.life.draining(), if !goaway_sent => {
                 goaway_sent = true;
+                shared.metrics.drain_events.with_label_values(&["goaway_sent"]).inc();
                 send_goaway(&mut control_send, &shared.config.limits.wire).await;
             }
             frame = control.next(), if control_open => match frame {
                 Ok(Some(Frame::GoAway(g))) => {
                     info!(reason = %g.reason, "tunnel client is draining; new calls go to its other connections");
+                    shared.metrics.drain_events.with_label_values(&["goaway_received"]).inc();
                     shared.registry.mark_draining(reg.name, reg.id);
                 }
                 Ok(Some(other)) => {

@@ -25,6 +25,8 @@ pub(super) struct Shared {
     syncs: AtomicU64,
     failures: AtomicU64,
     progress: tokio::sync::Notify,
+    /// Where appends and flushes are counted, once attached.
+    pub(super) metrics: std::sync::OnceLock<std::sync::Arc<crate::metrics::Metrics>>,
     #[cfg(any(test, feature = "testing"))]
     pub(super) hold: std::sync::Arc<super::hold::HoldGate>,
 }
@@ -38,6 +40,7 @@ impl Shared {
             syncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             progress: tokio::sync::Notify::new(),
+            metrics: std::sync::OnceLock::new(),
             #[cfg(any(test, feature = "testing"))]
             hold: Default::default(),
         }

@@ -206,6 +206,7 @@ impl Worker {
             next_seq: last.sealed.seq.saturating_add(1),
             prev: last.sealed.hash.clone(),
         };
+        let started = std::time::Instant::now();
         let mut bytes = Vec::with_capacity(chunk.iter().map(|s| s.sealed.line.len()).sum());
         for s in &chunk {
             bytes.extend_from_slice(&s.sealed.line);
@@ -232,6 +233,10 @@ impl Worker {
         self.segment.commit();
         self.head = new_head;
         self.shared.written(chunk.len() as u64);
+        if let Some(m) = self.shared.metrics.get() {
+            m.audit_flush.observe(started.elapsed().as_secs_f64());
+            m.audit_batch.observe(chunk.len() as f64);
+        }
         for s in chunk {
             let seq = s.sealed.seq;
             s.answer(Ok(seq));

@@ -98,16 +98,35 @@ impl AuditLog {
     /// reuse its fields for its next record. The record is encoded here, on
     /// the caller's thread; the writer only adds the chain fields.
     pub async fn append_ref(&self, event: &AuditEvent) -> Result<u64, AuditError> {
-        let event = self.encode(event)?;
+        let encoded = self.encode(event)?;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Append {
-                event,
+                event: encoded,
                 reply: Some(reply),
             })
             .await
             .map_err(|_| self.stopped())?;
-        rx.await.map_err(|_| self.stopped())?
+        let outcome = rx.await.map_err(|_| self.stopped())?;
+        // An open that failed is not a stream that opened (it is refused
+        // unrecorded); a close that failed still ends its stream.
+        if outcome.is_ok() || event.event == super::record::Event::Close {
+            self.observe(event);
+        }
+        outcome
+    }
+
+    /// Counts every record appended from now on in `metrics` (stream
+    /// metrics come from the audit events; see `crate::metrics`). The
+    /// first attachment wins; every clone of this log shares it.
+    pub fn attach_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.shared.metrics.set(metrics);
+    }
+
+    fn observe(&self, event: &AuditEvent) {
+        if let Some(m) = self.shared.metrics.get() {
+            m.observe(event);
+        }
     }
 
     /// Queues a record nobody waits for: the close record of a stream whose
@@ -115,6 +134,7 @@ impl AuditLog {
     /// cannot be); when the queue is full the send waits in a task of its
     /// own, so the queue's bound still holds.
     pub fn append_detached(&self, event: &AuditEvent) {
+        self.observe(event);
         let event = match self.encode(event) {
             Ok(event) => event,
             Err(e) => {

@@ -40,8 +40,8 @@ struct Args {
     /// Loopback UDP port of the edge's tunnel listener.
     #[arg(long, default_value_t = 4433)]
     tunnel_port: u16,
-    /// Loopback port of the edge's admin listener (/healthz, /readyz); the
-    /// client's is the next port.
+    /// Loopback port of the edge's admin listener (/healthz, /readyz,
+    /// /metrics); the client's is the next port.
     #[arg(long, default_value_t = 9901)]
     admin_port: u16,
     /// Loopback port of the tunnel client's egress proxy (workloads set
