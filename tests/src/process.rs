@@ -100,6 +100,27 @@ impl Log {
     }
 }
 
+/// How [`Process::start_launched`] runs a binary.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// Arguments after `run --config … --ready-file -`.
+    pub args: Vec<String>,
+    /// `RUST_LOG`.
+    pub log_filter: String,
+    /// Set `NO_COLOR=1` (the default; the logs are read as text).
+    pub no_color: bool,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            log_filter: "info".into(),
+            no_color: true,
+        }
+    }
+}
+
 /// A running `tunnel-server` or `tunnel-client`, killed if the test fails.
 pub struct Process {
     child: tokio::process::Child,
@@ -136,21 +157,45 @@ impl Process {
         Self::start_command(crate::netns::exec_in(netns, &program), what, config).await
     }
 
+    /// [`Process::start`] as `launch` says: extra arguments after `run`'s,
+    /// the log filter, and whether `NO_COLOR` is set (tests of the log
+    /// output itself leave it unset).
+    pub async fn start_launched(binary: &str, config: &Path, launch: &Launch) -> Self {
+        let program = bin(binary);
+        let what = program.display().to_string();
+        Self::start_command_with(tokio::process::Command::new(program), what, config, launch).await
+    }
+
     /// Adds `run --config config --ready-file -` to `command` (the binary,
     /// or what execs it), starts it and returns once it reported ready;
     /// `binary` names it in failures.
     async fn start_command(
-        mut command: tokio::process::Command,
+        command: tokio::process::Command,
         binary: String,
         config: &Path,
     ) -> Self {
-        let mut child = command
+        Self::start_command_with(command, binary, config, &Launch::default()).await
+    }
+
+    async fn start_command_with(
+        mut command: tokio::process::Command,
+        binary: String,
+        config: &Path,
+        launch: &Launch,
+    ) -> Self {
+        command
             .arg("run")
             .arg("--config")
             .arg(config)
             .args(["--ready-file", "-"])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            .args(&launch.args)
+            .env("RUST_LOG", &launch.log_filter);
+        if launch.no_color {
+            command.env("NO_COLOR", "1");
+        } else {
+            command.env_remove("NO_COLOR");
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

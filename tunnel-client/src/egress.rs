@@ -121,24 +121,20 @@ where
             .map_or("/", |p| p.as_str())
             .to_string()
     };
-    let pending = Pending::new(
-        &shared.audit,
-        &shared.life,
-        grpc && !connect,
-        StreamFields {
-            direction: Direction::Egress,
-            stream_id,
-            request_id: &rid,
-            trace_id: trace.as_deref(),
-            caller: own,
-            tunnel: own,
-            service: "",
-            method: req.method().as_str(),
-            path: &target,
-            workload: workload.as_deref(),
-        },
-    );
-    let span = tracing::debug_span!("egress", stream_id, request_id = %rid);
+    let fields = StreamFields {
+        direction: Direction::Egress,
+        stream_id,
+        request_id: &rid,
+        trace_id: trace.as_deref(),
+        caller: own,
+        tunnel: own,
+        service: "",
+        method: req.method().as_str(),
+        path: &target,
+        workload: workload.as_deref(),
+    };
+    let span = fields.span();
+    let pending = Pending::new(&shared.audit, &shared.life, grpc && !connect, fields);
     if connect {
         return connect_tcp(req, workload.as_deref(), shared, pending)
             .instrument(span)

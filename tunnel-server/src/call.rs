@@ -55,24 +55,20 @@ where
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let pending = Pending::new(
-        &shared.audit,
-        &shared.life,
-        grpc,
-        StreamFields {
-            direction: Direction::Ingress,
-            stream_id,
-            request_id: &rid,
-            trace_id: trace.as_deref(),
-            caller: caller.as_str(),
-            tunnel: "",
-            service: "",
-            method: req.method().as_str(),
-            path: &target,
-            workload: None,
-        },
-    );
-    let span = tracing::debug_span!("ingress", stream_id, request_id = %rid, caller = %caller);
+    let fields = StreamFields {
+        direction: Direction::Ingress,
+        stream_id,
+        request_id: &rid,
+        trace_id: trace.as_deref(),
+        caller: caller.as_str(),
+        tunnel: "",
+        service: "",
+        method: req.method().as_str(),
+        path: &target,
+        workload: None,
+    };
+    let span = fields.span();
+    let pending = Pending::new(&shared.audit, &shared.life, grpc, fields);
     let result = forward(req, pending, &caller, &shared, &target)
         .instrument(span)
         .await;

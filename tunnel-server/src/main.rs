@@ -13,6 +13,11 @@ use proxy::policy::Scope;
 #[derive(Parser)]
 #[command(version, about, long_about = None, after_help = "Examples:\n  tunnel-server check --config edge.toml\n  tunnel-server run --config edge.toml\n\nLogging: RUST_LOG=info (default), debug or trace.\nSee docs/configuration.md for every key.")]
 struct Cli {
+    /// How log lines are written to stderr: `text` (coloured only on a
+    /// terminal, and never with NO_COLOR set) or `json` (one object per
+    /// line, with the stream's span fields).
+    #[arg(long, global = true, value_enum, default_value_t = proxy::telemetry::LogFormat::Text, env = "TETHER_LOG_FORMAT")]
+    log_format: proxy::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,7 +56,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    proxy::telemetry::init("info");
+    proxy::telemetry::init_with("info", cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -41,6 +41,26 @@ pub struct StreamFields<'a> {
     pub workload: Option<&'a str>,
 }
 
+impl StreamFields<'_> {
+    /// The span every log line of the stream is written in, at `info` so
+    /// the lines a stream logs carry its stream id, request id, trace id,
+    /// tunnel and service. Tunnel and service not known yet are filled in
+    /// when the flow routes ([`super::Pending::set_tunnel`],
+    /// [`super::Pending::set_service`]).
+    pub fn span(&self) -> tracing::Span {
+        let known = |v: &str| (!v.is_empty()).then(|| bounded(v, MAX_AUDIT_FIELD));
+        tracing::info_span!(
+            "stream",
+            direction = self.direction.as_str(),
+            stream_id = self.stream_id,
+            request_id = %bounded(self.request_id, MAX_AUDIT_FIELD),
+            trace_id = self.trace_id.map(|t| bounded(t, MAX_AUDIT_FIELD)),
+            tunnel = known(self.tunnel),
+            service = known(self.service),
+        )
+    }
+}
+
 /// `value` cut to at most `max` bytes on a character boundary, with
 /// [`CUT_MARKER`] appended when anything was cut.
 pub fn bounded(value: &str, max: usize) -> String {

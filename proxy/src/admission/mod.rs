@@ -131,12 +131,16 @@ impl Pending {
 
     /// Records the service (or upstream) once the flow has routed.
     pub fn set_service(&mut self, service: &str) {
-        self.trail.base_mut().service = fields::bounded_name(service);
+        let service = fields::bounded_name(service);
+        tracing::Span::current().record("service", service.as_str());
+        self.trail.base_mut().service = service;
     }
 
     /// Records the tunnel (a SPIFFE ID) once the flow has routed.
     pub fn set_tunnel(&mut self, tunnel: &str) {
-        self.trail.base_mut().tunnel = fields::bounded_name(tunnel);
+        let tunnel = fields::bounded_name(tunnel);
+        tracing::Span::current().record("tunnel", tunnel.as_str());
+        self.trail.base_mut().tunnel = tunnel;
     }
 
     /// Replaces the recorded path (raw TCP has none of its own).

@@ -71,6 +71,7 @@ impl Trail {
             bytes_in: None,
             bytes_out: None,
             ending: Ending::default(),
+            span: tracing::Span::current(),
         })
     }
 }
@@ -84,6 +85,10 @@ pub(crate) struct OpenTrail {
     bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: Option<Arc<AtomicU64>>,
     ending: Ending,
+    /// The stream's span at open: the close may run after the stream's
+    /// task (a response body finishing in the server), and its line must
+    /// still name the stream.
+    span: tracing::Span,
 }
 
 impl OpenTrail {
@@ -124,6 +129,18 @@ impl OpenTrail {
         ev.bytes_out = Some(load(&self.bytes_out));
         ev.duration_ms =
             Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        // In the stream's span, so the line names the stream (debug: one
+        // line per stream is too many at info on a busy edge).
+        let _in_stream = self.span.enter();
+        tracing::debug!(
+            http_status = ev.http_status,
+            grpc_status = ev.grpc_status,
+            error = ev.error.as_deref(),
+            bytes_in = ev.bytes_in,
+            bytes_out = ev.bytes_out,
+            duration_ms = ev.duration_ms,
+            "stream ended"
+        );
         ev
     }
 

@@ -113,7 +113,23 @@ pub async fn serve_stream<A: Acceptor>(
         return;
     };
     let stream_id = acceptor.next_stream_id();
-    let span = tracing::debug_span!("stream", stream_id, request_id = %open.request_id, service = %open.service, caller = %open.caller);
+    let span = {
+        let parties = acceptor.parties(&open);
+        let trace_id = open_trace_id(&open);
+        StreamFields {
+            direction: acceptor.direction(),
+            stream_id,
+            request_id: &open.request_id,
+            trace_id: trace_id.as_deref(),
+            caller: parties.caller,
+            tunnel: parties.tunnel,
+            service: &open.service,
+            method: open.method.as_str(),
+            path: &open.path,
+            workload: parties.workload,
+        }
+        .span()
+    };
     serve_open(*open, stream_id, reader, send, acceptor)
         .instrument(span)
         .await;
