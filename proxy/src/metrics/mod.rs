@@ -305,6 +305,43 @@ impl Metrics {
         }))
     }
 
+    /// The name of every family this process exports (with or without
+    /// samples yet), for checks that a dashboard or alert queries only
+    /// what exists. Histograms also export `_bucket`, `_sum` and `_count`.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 21] = [
+            &self.streams_opened,
+            &self.streams_closed,
+            &self.streams_in_flight,
+            &self.stream_duration,
+            &self.stream_bytes,
+            &self.policy_decisions,
+            &self.refusals,
+            &self.limit_rejections,
+            &self.connections,
+            &self.registrations,
+            &self.reconnect_attempts,
+            &self.drain_events,
+            &self.reloads,
+            &self.quic_rtt,
+            &self.quic_cwnd,
+            &self.quic_lost,
+            &self.audit_records,
+            &self.audit_failures,
+            &self.audit_healthy,
+            &self.audit_flush,
+            &self.audit_batch,
+        ];
+        let mut names: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Adds a function run at each scrape, before the families are read.
     pub fn on_scrape(&self, refresh: Refresh) {
         if let Ok(mut r) = self.refreshers.lock() {
@@ -464,6 +501,15 @@ mod tests {
         catch_up(&m.audit_records, 5);
         catch_up(&m.audit_records, 3);
         assert_eq!(m.audit_records.get(), 5);
+    }
+
+    #[test]
+    fn every_family_is_named() {
+        let m = Metrics::new("edge").unwrap();
+        let names = m.names();
+        assert_eq!(names.len(), 21, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("tether_")));
+        assert!(names.contains(&"tether_audit_flush_duration_seconds".to_string()));
     }
 
     #[test]
