@@ -48,6 +48,57 @@ impl Page {
         }
     }
 
+    /// A server-rendered HTML page.
+    pub fn html(path: &'static str, render: Status) -> Self {
+        Self {
+            path,
+            content_type: "text/html; charset=utf-8",
+            render,
+        }
+    }
+
+    /// A plain-text page (for a terminal).
+    pub fn text(path: &'static str, render: Status) -> Self {
+        Self {
+            path,
+            content_type: "text/plain; charset=utf-8",
+            render,
+        }
+    }
+
+    /// The status page in its three forms: `/` and `/status` (HTML),
+    /// `/status.txt` and `/status.json`, from one snapshot function per
+    /// request.
+    pub fn status<T: serde::Serialize + 'static>(
+        snapshot: Arc<dyn Fn() -> T + Send + Sync>,
+        view: fn(&T) -> (String, String, Vec<crate::status::Section>),
+    ) -> Vec<Self> {
+        let html: Status = {
+            let snapshot = snapshot.clone();
+            Arc::new(move || {
+                let (title, summary, sections) = view(&snapshot());
+                crate::status::html(&title, &summary, &sections)
+            })
+        };
+        let text: Status = {
+            let snapshot = snapshot.clone();
+            Arc::new(move || {
+                let (title, summary, sections) = view(&snapshot());
+                crate::status::text(&title, &summary, &sections)
+            })
+        };
+        let json: Status = Arc::new(move || {
+            serde_json::to_string_pretty(&snapshot())
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        });
+        vec![
+            Self::html("/", html.clone()),
+            Self::html("/status", html),
+            Self::text("/status.txt", text),
+            Self::json("/status.json", json),
+        ]
+    }
+
     /// `/metrics`: the Prometheus text exposition format.
     pub fn metrics(metrics: Arc<crate::metrics::Metrics>) -> Self {
         Self {

@@ -31,6 +31,7 @@ pub mod quota;
 pub mod ready;
 pub mod reset_key;
 pub mod revocation;
+pub mod status;
 pub mod telemetry;
 pub mod tls;
 pub mod udp;

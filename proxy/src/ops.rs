@@ -120,3 +120,59 @@ pub fn run_audit(cmd: AuditCommand) -> Result<String, String> {
             .map_err(|e| format!("audit log does not verify: {e}")),
     }
 }
+
+/// `status`: what the admin listener's status page says, for a terminal.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The process's admin listener (`[admin] listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: std::net::SocketAddr,
+    /// Print the JSON document instead (`/status.json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long `status` waits for the admin listener.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Fetches `/status.txt` (or `/status.json`) from the admin listener.
+pub async fn run_status(args: &StatusArgs) -> Result<String, String> {
+    let path = if args.json {
+        "/status.json"
+    } else {
+        "/status.txt"
+    };
+    let admin = args.admin;
+    let fetch = async move {
+        let tcp = tokio::net::TcpStream::connect(admin)
+            .await
+            .map_err(|e| format!("cannot reach the admin listener at {admin}: {e} (is `[admin] listen` set, and the process running?)"))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("{admin}: {e}"))?;
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .uri(path)
+            .header(http::header::HOST, admin.to_string())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{admin}{path}: {e}"))?;
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| format!("{admin}{path}: {e}"))?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            return Err(format!("{admin}{path} answered {status}: {text}"));
+        }
+        Ok(text)
+    };
+    tokio::time::timeout(STATUS_TIMEOUT, fetch)
+        .await
+        .map_err(|_| format!("{admin} did not answer within {STATUS_TIMEOUT:?}"))?
+}

@@ -55,28 +55,6 @@ pub fn endpoint_with(
     quinn::Endpoint::new(config, server, socket, runtime)
 }
 
-/// How long a closing endpoint waits for its connections' CONNECTION_CLOSE
-/// to be sent and acknowledged. The close goes out at once; waiting only
-/// lets it be repeated to a peer whose packets cross it. A peer that is
-/// gone (killed, blackholed) never answers, and an unbounded wait would
-/// hold the process until that connection's idle timeout (15 s).
-pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Closes every connection of `endpoint` with `code` and `reason`, then
-/// waits up to [`CLOSE_LINGER`] for the closes to be delivered.
-pub async fn close_endpoint(endpoint: &quinn::Endpoint, code: quinn::VarInt, reason: &[u8]) {
-    endpoint.close(code, reason);
-    if tokio::time::timeout(CLOSE_LINGER, endpoint.wait_idle())
-        .await
-        .is_err()
-    {
-        tracing::debug!(
-            connections = endpoint.open_connections(),
-            "closing: some peers did not acknowledge the close (gone?); not waiting for them"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -555,7 +555,8 @@ async fn run_slot(
     }
     // Draining with no connection in this slot: nothing left to serve.
     life.closing().await;
-    proxy::udp::close_endpoint(&endpoint, conn_codes::GOING_AWAY, b"client shutting down").await;
+    endpoint.close(conn_codes::GOING_AWAY, b"client shutting down");
+    endpoint.wait_idle().await;
 }
 
 #[cfg(test)]

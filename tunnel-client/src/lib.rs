@@ -13,6 +13,7 @@ pub mod egress;
 pub mod pool;
 pub mod resolver;
 pub mod serve;
+pub mod status;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -332,10 +333,16 @@ pub fn build(config: Config) -> Result<Bound, BuildError> {
         life.spawn(proxy::admin::serve(
             listener,
             readiness,
-            vec![
-                proxy::admin::Page::json("/connections", status),
-                proxy::admin::Page::metrics(metrics.clone()),
-            ],
+            {
+                let weak = Arc::downgrade(&shared);
+                let mut pages = proxy::admin::Page::status(
+                    Arc::new(move || status::snapshot(&weak)),
+                    status::view,
+                );
+                pages.push(proxy::admin::Page::json("/connections", status));
+                pages.push(proxy::admin::Page::metrics(metrics.clone()));
+                pages
+            },
             life.clone(),
         ));
     }

@@ -52,6 +52,10 @@ enum Command {
     /// Works with audit logs (see docs/audit.md).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Prints the live status page of a running process (its admin
+    /// listener's `/status.txt`, or `/status.json` with --json), e.g.
+    /// `status --admin 127.0.0.1:9902`.
+    Status(proxy::ops::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +106,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(cmd) => {
             print!("{}", run_audit(cmd).map_err(|e| anyhow::anyhow!(e))?);
+            Ok(())
+        }
+        Command::Status(args) => {
+            print!(
+                "{}",
+                proxy::ops::run_status(&args)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?
+            );
             Ok(())
         }
         Command::Run { config, ready_file } => {

@@ -16,6 +16,7 @@ pub mod egress;
 pub mod ingress;
 pub mod registry;
 pub mod route;
+pub mod status;
 pub mod tcp_ingress;
 pub mod tunnels;
 
@@ -379,7 +380,15 @@ pub async fn build(config: Config) -> Result<Bound, BuildError> {
         life.spawn(proxy::admin::serve(
             listener,
             readiness,
-            vec![proxy::admin::Page::metrics(metrics.clone())],
+            {
+                let weak = Arc::downgrade(&shared);
+                let mut pages = proxy::admin::Page::status(
+                    Arc::new(move || status::snapshot(&weak)),
+                    status::view,
+                );
+                pages.push(proxy::admin::Page::metrics(metrics.clone()));
+                pages
+            },
             life.clone(),
         ));
     }

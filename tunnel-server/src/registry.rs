@@ -40,6 +40,8 @@ pub struct TunnelConn {
     draining: Arc<AtomicBool>,
     /// When the client was last heard from.
     liveness: Arc<Liveness>,
+    /// When it registered (status page).
+    pub since: std::time::SystemTime,
 }
 
 impl TunnelConn {
@@ -55,6 +57,14 @@ impl TunnelConn {
 
     /// How long the client has been silent at least, as last sampled.
     pub fn silent_for(&self, now: Instant) -> Duration {
+        self.liveness.silent_for(now)
+    }
+
+    /// Samples the connection's received datagrams, then says how long
+    /// the client has been silent (status: a lone connection is not
+    /// sampled by routing).
+    pub fn sample_silence(&self, now: Instant) -> Duration {
+        self.liveness.observe_connection(&self.conn);
         self.liveness.silent_for(now)
     }
 }
@@ -180,6 +190,7 @@ impl Registry {
                     in_flight: Arc::default(),
                     draining: Arc::default(),
                     liveness: Arc::new(Liveness::new(Instant::now())),
+                    since: std::time::SystemTime::now(),
                 });
         }
         self.changed.notify_waiters();

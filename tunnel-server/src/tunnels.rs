@@ -55,7 +55,8 @@ pub async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let span = tracing::info_span!("tunnel_conn", %remote);
         life.spawn(handle_connection(incoming, held, shared.clone()).instrument(span));
     }
-    proxy::udp::close_endpoint(&endpoint, conn_codes::GOING_AWAY, b"edge shutting down").await;
+    endpoint.close(conn_codes::GOING_AWAY, b"edge shutting down");
+    endpoint.wait_idle().await;
 }
 
 async fn handle_connection(

@@ -48,7 +48,7 @@ pub use files::chain_files;
 #[cfg(any(test, feature = "testing"))]
 pub use hold::AuditHold;
 pub use record::{AuditDecision, AuditEvent, AuditRecord, Direction, Event, Side};
-pub use state::AuditStats;
+pub use state::{AuditStats, ChainHead};
 pub use stream::Ending;
 pub use verify::{verify_files, VerifyError, VerifyReport};
 pub use writer::{AuditLog, QUEUE_CAPACITY};

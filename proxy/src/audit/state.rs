@@ -16,6 +16,16 @@ pub struct AuditStats {
     pub failures: u64,
 }
 
+/// The newest record of a log: what a status page shows as the chain head
+/// (compare it with `audit verify` of the file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainHead {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its `hash`.
+    pub hash: String,
+}
+
 /// State shared between the handles and the writer thread.
 #[derive(Debug)]
 pub(super) struct Shared {
@@ -25,6 +35,8 @@ pub(super) struct Shared {
     syncs: AtomicU64,
     failures: AtomicU64,
     progress: tokio::sync::Notify,
+    /// The last record on disk: its seq and hash (status pages).
+    head: Mutex<Option<ChainHead>>,
     /// Where appends and flushes are counted, once attached.
     pub(super) metrics: std::sync::OnceLock<std::sync::Arc<crate::metrics::Metrics>>,
     #[cfg(any(test, feature = "testing"))]
@@ -40,6 +52,7 @@ impl Shared {
             syncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             progress: tokio::sync::Notify::new(),
+            head: Mutex::new(None),
             metrics: std::sync::OnceLock::new(),
             #[cfg(any(test, feature = "testing"))]
             hold: Default::default(),
@@ -94,6 +107,19 @@ impl Shared {
         if !self.healthy.swap(true, Ordering::SeqCst) {
             tracing::info!("audit log writable again");
         }
+    }
+
+    pub(super) fn set_head(&self, seq: u64, hash: &str) {
+        if let Ok(mut h) = self.head.lock() {
+            *h = Some(ChainHead {
+                seq,
+                hash: hash.to_string(),
+            });
+        }
+    }
+
+    pub(super) fn head(&self) -> Option<ChainHead> {
+        self.head.lock().ok().and_then(|h| h.clone())
     }
 
     pub(super) fn synced(&self) {

@@ -233,6 +233,8 @@ impl Worker {
         self.segment.commit();
         self.head = new_head;
         self.shared.written(chunk.len() as u64);
+        self.shared
+            .set_head(self.head.next_seq.saturating_sub(1), &self.head.prev);
         if let Some(m) = self.shared.metrics.get() {
             m.audit_flush.observe(started.elapsed().as_secs_f64());
             m.audit_batch.observe(chunk.len() as f64);

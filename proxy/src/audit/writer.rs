@@ -51,6 +51,9 @@ impl AuditLog {
             faults.clone(),
         )?;
         let shared = Arc::new(Shared::new());
+        if let Some(seq) = head.next_seq.checked_sub(1) {
+            shared.set_head(seq, &head.prev);
+        }
         let worker = Worker {
             segment,
             head,
@@ -190,6 +193,12 @@ impl AuditLog {
     /// only a successful one makes the log healthy again.
     pub fn healthy(&self) -> bool {
         self.shared.healthy()
+    }
+
+    /// The newest record written (resumed from the file at open); `None`
+    /// for a log with no record yet.
+    pub fn head(&self) -> Option<super::state::ChainHead> {
+        self.shared.head()
     }
 
     /// The most recent failure, kept after recovery so operators can see

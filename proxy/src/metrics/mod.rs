@@ -15,6 +15,7 @@
 //! bounded ([`labels`]).
 
 pub mod labels;
+pub mod recent;
 
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +50,8 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256
 pub struct Metrics {
     registry: Registry,
     refreshers: Mutex<Vec<Refresh>>,
+    /// The last refusals and denials, for the status page.
+    pub recent: recent::Recent,
     /// Streams by direction, kind, decision, tunnel and service (`-` when
     /// refused before routing).
     pub streams_opened: IntCounterVec,
@@ -302,6 +305,7 @@ impl Metrics {
             )?,
             registry: r,
             refreshers: Mutex::new(Vec::new()),
+            recent: recent::Recent::default(),
         }))
     }
 
@@ -372,6 +376,7 @@ impl Metrics {
         let (tunnel, service) = labels::route(event, routed);
         match event.event {
             Event::Open => {
+                self.recent.observe(event);
                 let decision = labels::decision(event);
                 self.streams_opened
                     .with_label_values(&[direction, kind, decision, tunnel, service])
