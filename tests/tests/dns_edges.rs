@@ -495,6 +495,14 @@ async fn one_name_resolving_to_two_edges_connects_to_both_and_survives_losing_on
         "the client's exit: {status:?}\n{}",
         logs(&client, &edge1, &edge2)
     );
+    // Its calls on the dead edge's connection could only end at the idle
+    // timeout; draining, the client closes that connection once the edge
+    // has been silent for the silence bound instead.
+    assert!(
+        client.log.has("the edge is silent; closing its connection"),
+        "the client did not give up on the dead edge while draining:\n{}",
+        logs(&client, &edge1, &edge2)
+    );
     edge2.terminate();
     let status = edge2.wait_exit().await;
     assert!(

@@ -327,7 +327,19 @@ async fn serve_connection(
                 Ok(None) => control_open = false,
                 Err(_) => control_open = false,
             },
-            _ = tick.tick() => entry.liveness.observe_connection(conn),
+            _ = tick.tick() => {
+                entry.liveness.observe_connection(conn);
+                // Draining, an edge that stopped answering would hold its
+                // calls (waiting for acknowledgements that never come)
+                // until the idle timeout: closed once it has been silent
+                // for the silence bound instead.
+                let silent = entry.liveness.silent_for(std::time::Instant::now());
+                if goaway_sent && silent > shared.pool.silence() {
+                    warn!(silent_ms = u64::try_from(silent.as_millis()).unwrap_or(u64::MAX), "draining: the edge is silent; closing its connection instead of waiting for its calls");
+                    conn.close(conn_codes::GOING_AWAY, b"client shutting down; edge silent");
+                    return Served::Lost;
+                }
+            }
             _ = shared.life.draining(), if !goaway_sent => {
                 goaway_sent = true;
                 shared.metrics.drain_events.with_label_values(&["goaway_sent"]).inc();

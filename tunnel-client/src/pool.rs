@@ -407,6 +407,11 @@ impl Pool {
         best.map(|c| InFlight::new(c.clone()))
     }
 
+    /// How long an edge may be silent before its connection is avoided.
+    pub fn silence(&self) -> Duration {
+        self.silence
+    }
+
     /// Every registered connection (tests and status).
     pub fn connections(&self) -> Vec<Arc<EdgeConn>> {
         self.lock().conns.clone()
