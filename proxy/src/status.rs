@@ -131,6 +131,57 @@ pub fn text(title: &str, summary: &str, sections: &[Section]) -> String {
     out
 }
 
+/// A connection's state column: `draining`, `silent N ms` once its peer
+/// has been silent longer than `silence_ms` (the bound routing uses), or
+/// `live`.
+pub fn connection_state(draining: bool, silent_ms: u64, silence_ms: u64) -> String {
+    if draining {
+        "draining".into()
+    } else if silent_ms > silence_ms {
+        format!("silent {silent_ms} ms")
+    } else {
+        "live".into()
+    }
+}
+
+/// An audit log's state, as both status pages show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditStatus {
+    /// Whether it takes records.
+    pub healthy: bool,
+    /// The newest record.
+    pub head: Option<crate::audit::ChainHead>,
+    /// The last failure, if any (kept after recovery).
+    pub last_error: Option<String>,
+}
+
+impl AuditStatus {
+    /// `log`'s state now.
+    pub fn of(log: &crate::audit::AuditLog) -> Self {
+        Self {
+            healthy: log.healthy(),
+            head: log.head(),
+            last_error: log.last_error(),
+        }
+    }
+
+    /// Its table.
+    pub fn section(&self) -> Section {
+        let mut audit = Section::new(
+            "Audit log",
+            &["healthy", "head seq", "head hash", "last error"],
+            "",
+        );
+        audit.row(vec![
+            self.healthy.to_string(),
+            self.head.as_ref().map_or("-".into(), |h| h.seq.to_string()),
+            self.head.as_ref().map_or("-".into(), |h| h.hash.clone()),
+            self.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+        audit
+    }
+}
+
 /// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn at(unix_ms: u64) -> String {
     let mut s = crate::audit::rfc3339_utc(
@@ -180,6 +231,13 @@ mod tests {
         let t = text("title", "summary", &[s]);
         assert!(t.contains("  a          b\n"), "{t}");
         assert!(t.contains("  long value x\n"), "{t}");
+    }
+
+    #[test]
+    fn connection_states() {
+        assert_eq!(connection_state(true, 9_000, 3_000), "draining");
+        assert_eq!(connection_state(false, 3_001, 3_000), "silent 3001 ms");
+        assert_eq!(connection_state(false, 1_000, 3_000), "live");
     }
 
     #[test]

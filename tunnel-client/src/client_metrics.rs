@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Weak};
 
-use proxy::metrics::{catch_up, Metrics, Refresh};
+use proxy::metrics::{Metrics, Refresh};
 
 use crate::Shared;
 
@@ -17,27 +17,9 @@ pub fn refresh(shared: Weak<Shared>) -> Refresh {
             return;
         };
         connections(m, &shared);
-        let stats = shared.audit.stats();
-        catch_up(&m.audit_records, stats.records_written);
-        catch_up(&m.audit_failures, stats.failures);
-        m.audit_healthy.set(i64::from(shared.audit.healthy()));
+        m.read_audit(&shared.audit);
         let c = &shared.config;
-        for (what, ok, failed) in [
-            ("policy", c.policy.reloads(), c.policy.failures()),
-            (
-                "egress_policy",
-                c.egress_policy.reloads(),
-                c.egress_policy.failures(),
-            ),
-            (
-                "credentials",
-                shared.credentials.reloads(),
-                shared.credentials.failures(),
-            ),
-        ] {
-            catch_up(&m.reloads.with_label_values(&[what, "ok"]), ok);
-            catch_up(&m.reloads.with_label_values(&[what, "error"]), failed);
-        }
+        m.read_reloads(&c.policy, &c.egress_policy, &shared.credentials);
     })
 }
 

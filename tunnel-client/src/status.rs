@@ -4,8 +4,7 @@
 
 use std::sync::{Arc, Weak};
 
-use proxy::audit::ChainHead;
-use proxy::status::{at, Section};
+use proxy::status::{at, AuditStatus, Section};
 
 use crate::pool::PoolStatus;
 use crate::Shared;
@@ -17,6 +16,8 @@ pub struct ClientStatus {
     pub identity: String,
     /// `serving`, or `draining` once it stops.
     pub phase: &'static str,
+    /// Silence after which a connection gets no new calls, ms.
+    pub silence_ms: u64,
     /// Connections and dial slots.
     pub pool: PoolStatus,
     /// The local services it offers, by name.
@@ -36,17 +37,6 @@ pub struct ServiceStatus {
     pub protocol: String,
 }
 
-/// The audit log's state.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuditStatus {
-    /// Whether it takes records.
-    pub healthy: bool,
-    /// The newest record.
-    pub head: Option<ChainHead>,
-    /// The last failure, if any (kept after recovery).
-    pub last_error: Option<String>,
-}
-
 /// The client's state now; empty once it is gone.
 pub fn snapshot(shared: &Weak<Shared>) -> Option<ClientStatus> {
     let shared = shared.upgrade()?;
@@ -63,6 +53,7 @@ fn collect(shared: &Arc<Shared>) -> ClientStatus {
             "serving"
         },
         pool: shared.pool.status(),
+        silence_ms: u64::try_from(shared.pool.silence().as_millis()).unwrap_or(u64::MAX),
         services: c
             .services
             .iter()
@@ -72,11 +63,7 @@ fn collect(shared: &Arc<Shared>) -> ClientStatus {
                 protocol: format!("{:?}", s.protocol).to_lowercase(),
             })
             .collect(),
-        audit: AuditStatus {
-            healthy: shared.audit.healthy(),
-            head: shared.audit.head(),
-            last_error: shared.audit.last_error(),
-        },
+        audit: AuditStatus::of(&shared.audit),
     }
 }
 
@@ -120,13 +107,7 @@ pub fn view(status: &Option<ClientStatus>) -> (String, String, Vec<Section>) {
             format!("{:.1}", c.rtt_ms),
             c.streams.to_string(),
             at(c.since_unix_ms),
-            if c.draining {
-                "draining".into()
-            } else if c.silent_ms > 3_000 {
-                format!("silent {} ms", c.silent_ms)
-            } else {
-                "live".into()
-            },
+            proxy::status::connection_state(c.draining, c.silent_ms, s.silence_ms),
         ]);
     }
     let mut slots = Section::new(
@@ -147,20 +128,7 @@ pub fn view(status: &Option<ClientStatus>) -> (String, String, Vec<Section>) {
     for sv in &s.services {
         services.row(vec![sv.name.clone(), sv.url.clone(), sv.protocol.clone()]);
     }
-    let mut audit = Section::new(
-        "Audit log",
-        &["healthy", "head seq", "head hash", "last error"],
-        "",
-    );
-    audit.row(vec![
-        s.audit.healthy.to_string(),
-        s.audit
-            .head
-            .as_ref()
-            .map_or("-".into(), |h| h.seq.to_string()),
-        s.audit.head.as_ref().map_or("-".into(), |h| h.hash.clone()),
-        s.audit.last_error.clone().unwrap_or_else(|| "-".into()),
-    ]);
+    let audit = s.audit.section();
     (
         format!("Tether tunnel client {}", p.tunnel),
         summary,

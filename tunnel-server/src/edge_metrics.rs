@@ -18,9 +18,10 @@ pub fn refresh(shared: Weak<Shared>) -> Refresh {
             return;
         };
         connections(m, &shared);
-        audit(m, &shared);
+        m.read_audit(&shared.audit);
         limits(m, &shared);
-        reloads(m, &shared);
+        let c = &shared.config;
+        m.read_reloads(&c.policy, &c.egress_policy, &shared.credentials);
     })
 }
 
@@ -39,13 +40,6 @@ fn connections(m: &Metrics, shared: &Arc<Shared>) {
     }
 }
 
-fn audit(m: &Metrics, shared: &Shared) {
-    let stats = shared.audit.stats();
-    catch_up(&m.audit_records, stats.records_written);
-    catch_up(&m.audit_failures, stats.failures);
-    m.audit_healthy.set(i64::from(shared.audit.healthy()));
-}
-
 fn limits(m: &Metrics, shared: &Shared) {
     let r = shared.quotas.refused();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -56,25 +50,5 @@ fn limits(m: &Metrics, shared: &Shared) {
         ("max_callers", load(&r.callers)),
     ] {
         catch_up(&m.limit_rejections.with_label_values(&[limit]), n);
-    }
-}
-
-fn reloads(m: &Metrics, shared: &Shared) {
-    let c = &shared.config;
-    for (what, ok, failed) in [
-        ("policy", c.policy.reloads(), c.policy.failures()),
-        (
-            "egress_policy",
-            c.egress_policy.reloads(),
-            c.egress_policy.failures(),
-        ),
-        (
-            "credentials",
-            shared.credentials.reloads(),
-            shared.credentials.failures(),
-        ),
-    ] {
-        catch_up(&m.reloads.with_label_values(&[what, "ok"]), ok);
-        catch_up(&m.reloads.with_label_values(&[what, "error"]), failed);
     }
 }

@@ -6,9 +6,8 @@
 use std::sync::{Arc, Weak};
 use std::time::{Instant, UNIX_EPOCH};
 
-use proxy::audit::ChainHead;
 use proxy::metrics::recent::Refusal;
-use proxy::status::{at, Section};
+use proxy::status::{at, AuditStatus, Section};
 
 use crate::Shared;
 
@@ -21,6 +20,8 @@ pub struct EdgeStatus {
     pub identity: String,
     /// `serving`, or `draining` once it stops.
     pub phase: &'static str,
+    /// Silence after which a connection gets no new calls, ms.
+    pub silence_ms: u64,
     /// Connected tunnels, by name.
     pub tunnels: Vec<TunnelStatus>,
     /// The last refusals and denials, newest first.
@@ -57,17 +58,6 @@ pub struct ConnectionStatus {
     pub silent_ms: u64,
     /// Services it offers.
     pub services: Vec<String>,
-}
-
-/// The audit log's state.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuditStatus {
-    /// Whether it takes records.
-    pub healthy: bool,
-    /// The newest record.
-    pub head: Option<ChainHead>,
-    /// The last failure, if any (kept after recovery).
-    pub last_error: Option<String>,
 }
 
 fn ms(d: std::time::Duration) -> u64 {
@@ -118,12 +108,11 @@ fn collect(shared: &Arc<Shared>) -> EdgeStatus {
             "serving"
         },
         tunnels,
+        silence_ms: ms(proxy::liveness::silence_bound(
+            shared.config.limits.keepalive,
+        )),
         recent_refusals: shared.metrics.recent.list(),
-        audit: AuditStatus {
-            healthy: shared.audit.healthy(),
-            head: shared.audit.head(),
-            last_error: shared.audit.last_error(),
-        },
+        audit: AuditStatus::of(&shared.audit),
     }
 }
 
@@ -174,13 +163,7 @@ pub fn view(status: &Option<EdgeStatus>) -> (String, String, Vec<Section>) {
                 format!("{:.1}", c.rtt_ms),
                 c.streams.to_string(),
                 at(c.since_unix_ms),
-                if c.draining {
-                    "draining".into()
-                } else if c.silent_ms > 3_000 {
-                    format!("silent {} ms", c.silent_ms)
-                } else {
-                    "live".into()
-                },
+                proxy::status::connection_state(c.draining, c.silent_ms, s.silence_ms),
                 c.services.join(", "),
             ]);
         }
@@ -211,20 +194,7 @@ pub fn view(status: &Option<EdgeStatus>) -> (String, String, Vec<Section>) {
             r.request_id.clone(),
         ]);
     }
-    let mut audit = Section::new(
-        "Audit log",
-        &["healthy", "head seq", "head hash", "last error"],
-        "",
-    );
-    audit.row(vec![
-        s.audit.healthy.to_string(),
-        s.audit
-            .head
-            .as_ref()
-            .map_or("-".into(), |h| h.seq.to_string()),
-        s.audit.head.as_ref().map_or("-".into(), |h| h.hash.clone()),
-        s.audit.last_error.clone().unwrap_or_else(|| "-".into()),
-    ]);
+    let audit = s.audit.section();
     (
         format!("Tether edge {}", s.edge_id),
         summary,

@@ -417,6 +417,37 @@ impl Metrics {
         }
     }
 
+    /// Reads the audit log's writes, failures and health (both binaries,
+    /// at each scrape).
+    pub fn read_audit(&self, log: &crate::audit::AuditLog) {
+        let stats = log.stats();
+        catch_up(&self.audit_records, stats.records_written);
+        catch_up(&self.audit_failures, stats.failures);
+        self.audit_healthy.set(i64::from(log.healthy()));
+    }
+
+    /// Reads the reload counts of the ingress and egress policies and the
+    /// credentials (both binaries, at each scrape).
+    pub fn read_reloads(
+        &self,
+        policy: &crate::policy::PolicyHandle,
+        egress_policy: &crate::policy::PolicyHandle,
+        credentials: &crate::credentials::Credentials,
+    ) {
+        for (what, ok, failed) in [
+            ("policy", policy.reloads(), policy.failures()),
+            (
+                "egress_policy",
+                egress_policy.reloads(),
+                egress_policy.failures(),
+            ),
+            ("credentials", credentials.reloads(), credentials.failures()),
+        ] {
+            catch_up(&self.reloads.with_label_values(&[what, "ok"]), ok);
+            catch_up(&self.reloads.with_label_values(&[what, "error"]), failed);
+        }
+    }
+
     /// Sets the QUIC gauges of `peer` from its live connections.
     pub fn set_quic<'c>(&self, peer: &str, conns: impl IntoIterator<Item = &'c quinn::Connection>) {
         let (mut rtt, mut cwnd, mut lost) = (0f64, 0u64, 0u64);
