@@ -4,7 +4,8 @@
 //! audit writer held (`AuditLog::hold`, no sleeps), the stream waits and the
 //! service has received nothing; released, the call arrives. And with a full
 //! disk under either end's log, egress and raw TCP refuse like ingress HTTP
-//! (fail closed).
+//! (fail closed). The two ends' open records are made durable at the same
+//! time: the acceptor records while the opener's writer is held.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -229,6 +230,63 @@ async fn client_audit_stall_blocks_egress_connect() {
 #[tokio::test]
 async fn edge_audit_stall_blocks_egress_connect() {
     audit_stall_blocks_forwarding(End::Edge, Flow::EgressConnect).await;
+}
+
+/// The far end decides and makes its own open record durable while the
+/// opener's is still held (the two fsyncs overlap: one disk flush of
+/// latency, not two), and still reaches its service only once both are.
+async fn acceptor_records_while_the_opener_waits(opener: End, flow: Flow) {
+    let topo = Topology::start().await.unwrap();
+    let acceptor = match opener {
+        End::Edge => End::Client,
+        End::Client => End::Edge,
+    };
+    let (held_log, other_log) = (log_of(&topo, opener), log_of(&topo, acceptor));
+    let before = reached(&topo, flow);
+    let written = other_log.stats().records_written;
+    let hold = held_log.hold();
+    let pending = spawn_call(&topo, flow);
+    within(
+        "the opener's open record reaches its held writer",
+        hold.stalled(),
+    )
+    .await;
+    within(
+        "the acceptor's open record, written while the opener's is held",
+        other_log.wait_written(written + 1),
+    )
+    .await;
+    assert_eq!(
+        reached(&topo, flow),
+        before,
+        "{flow:?} reached its service before the {opener:?}'s open record was durable"
+    );
+    assert!(!pending.is_finished(), "{flow:?} finished while held");
+    hold.release();
+    let outcome = within("the call after release", pending).await.unwrap();
+    assert_eq!(outcome.status, 200, "{flow:?}: {outcome:?}");
+    assert_eq!(reached(&topo, flow), before + 1, "{flow:?} arrived once");
+    topo.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_client_records_while_the_edge_opener_waits_ingress_http() {
+    acceptor_records_while_the_opener_waits(End::Edge, Flow::IngressHttp).await;
+}
+
+#[tokio::test]
+async fn the_client_records_while_the_edge_opener_waits_ingress_tcp() {
+    acceptor_records_while_the_opener_waits(End::Edge, Flow::IngressTcp).await;
+}
+
+#[tokio::test]
+async fn the_edge_records_while_the_client_opener_waits_egress_http() {
+    acceptor_records_while_the_opener_waits(End::Client, Flow::EgressHttp).await;
+}
+
+#[tokio::test]
+async fn the_edge_records_while_the_client_opener_waits_egress_connect() {
+    acceptor_records_while_the_opener_waits(End::Client, Flow::EgressConnect).await;
 }
 
 /// With `end`'s audit log on a full disk, calls of `flow` are refused and

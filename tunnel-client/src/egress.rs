@@ -26,7 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use proxy::admission::validate::{self, HostRule};
-use proxy::admission::{Admitted, Pending, PolicyOwner, Refusal, StreamFields};
+use proxy::admission::{Pending, PolicyOwner, Recording, Refusal, StreamFields};
 use proxy::audit::Direction;
 use proxy::forward::head::{is_grpc, request_id, trace_id};
 use proxy::forward::open::{answer, grpc_timeout, open_call, open_tcp, Unanswered, Via};
@@ -157,7 +157,7 @@ async fn admit(
     grpc: bool,
     workload: Option<&str>,
     shared: &Shared,
-) -> Result<(Admitted, quinn::Connection), Refusal> {
+) -> Result<(Recording, quinn::Connection), Refusal> {
     pending.set_service(name);
     let own = shared.config.identity.id.as_str();
     let subject = Subject {
@@ -170,7 +170,7 @@ async fn admit(
         workload,
     };
     let mut admitted = pending
-        .decide(
+        .decide_early(
             &shared.config.egress_policy,
             &subject,
             PolicyOwner::TunnelEgress,

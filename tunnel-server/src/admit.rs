@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use proxy::admission::{Admitted, Pending, PolicyOwner, Refusal};
+use proxy::admission::{Pending, PolicyOwner, Recording, Refusal};
 use proxy::forward::CallError;
 use proxy::policy::Subject;
 use proxy::SpiffeId;
@@ -43,7 +43,8 @@ pub fn tunnel_id(shared: &Shared, name: &str) -> String {
 
 /// Finds the tunnel's live connection, takes the call's fair share
 /// (`proxy::quota`: calls in flight per tunnel and per caller, the
-/// caller's rate), then has the edge policy decide: `Admitted` with the
+/// caller's rate), then has the edge policy decide: a [`Recording`] (the
+/// open record queued; OPEN may go while it is made durable) with the
 /// connection to open the stream on, or an audited refusal (unknown
 /// tunnel, offline, unknown service, over a limit, denied, audit down).
 /// The share is checked before the policy so a flood is refused at the
@@ -52,7 +53,7 @@ pub async fn admit(
     mut pending: Pending,
     ask: &Ask<'_>,
     shared: &Shared,
-) -> Result<(Admitted, Routed), Refusal> {
+) -> Result<(Recording, Routed), Refusal> {
     pending.set_service(ask.service);
     pending.set_tunnel(&tunnel_id(shared, ask.tunnel));
     let tunnel = match shared.registry.lookup(ask.tunnel) {
@@ -96,8 +97,8 @@ pub async fn admit(
         grpc: ask.grpc,
         workload: None,
     };
-    let admitted = pending
-        .decide(&shared.config.policy, &subject, PolicyOwner::Edge)
+    let recording = pending
+        .decide_early(&shared.config.policy, &subject, PolicyOwner::Edge)
         .await?;
-    Ok((admitted, tunnel))
+    Ok((recording, tunnel))
 }

@@ -19,7 +19,9 @@
 //! - Deciding evaluates the policy ([`crate::policy::authorize`], the only
 //!   maker of a [`Permit`]); opening the audit record consumes the permit
 //!   and, once the record is durable, yields [`Admitted`], which owns the
-//!   stream's close record.
+//!   stream's close record. The opening end takes the [`Recording`] in
+//!   between ([`Pending::decide_early`]): it may send OPEN while its
+//!   record is made durable, and nothing else.
 //! - Every forwarding primitive — opening the tunnel stream
 //!   ([`crate::forward::open::open_call`], [`crate::forward::open::open_tcp`]),
 //!   sending to an upstream ([`crate::upstream::Upstream::send`],
@@ -42,6 +44,7 @@ use http::Response;
 pub use fields::StreamFields;
 
 use crate::audit::stream::{OpenTrail, Trail};
+use crate::audit::writer::Receipt;
 use crate::audit::{AuditDecision, AuditLog, Direction, Ending};
 use crate::forward::{CallError, HttpBody};
 use crate::lifecycle::Lifecycle;
@@ -172,6 +175,24 @@ impl Pending {
         subject: &Subject<'_>,
         owner: PolicyOwner,
     ) -> Result<Admitted, Refusal> {
+        self.decide_early(policy, subject, owner)
+            .await?
+            .durable()
+            .await
+    }
+
+    /// [`Pending::decide`] for the end that opens the tunnel stream: an
+    /// allowed stream comes back as soon as its open record is queued, as
+    /// a [`Recording`], so the opener can send OPEN while the record is
+    /// made durable and the far end makes its own durable at the same
+    /// time. Nothing of the caller's reaches the far end before
+    /// [`Recording::durable`].
+    pub async fn decide_early(
+        self,
+        policy: &PolicyHandle,
+        subject: &Subject<'_>,
+        owner: PolicyOwner,
+    ) -> Result<Recording, Refusal> {
         if self.life.is_draining() {
             return Err(self.refuse(owner.draining()).await);
         }
@@ -195,9 +216,10 @@ impl Pending {
         }
     }
 
-    /// Opens the audit record for a permitted stream, consuming the
-    /// permit; `Admitted` exists only once the record is durable.
-    async fn admit(mut self, permit: Permit) -> Result<Admitted, Refusal> {
+    /// Queues the open record for a permitted stream, consuming the
+    /// permit; `Admitted` comes from the [`Recording`] once the record is
+    /// durable.
+    async fn admit(mut self, permit: Permit) -> Result<Recording, Refusal> {
         let base = self.trail.base_mut();
         base.caller = fields::bounded_name(permit.caller());
         base.tunnel = fields::bounded_name(permit.tunnel());
@@ -213,24 +235,93 @@ impl Pending {
             direction,
             kept,
         } = self;
-        match trail.open(decision, permit.decision().rule(), None).await {
-            Ok(trail) => Ok(Admitted {
-                trail,
-                permit,
-                life,
-                grpc,
-                direction,
-                held: None,
-                _kept: kept,
-            }),
-            Err(e) => Err(Refusal {
-                error: CallError::Unavailable {
-                    reason: format!(
-                        "the audit log cannot be written ({e}); refusing to forward unaudited"
-                    ),
+        match trail
+            .open_queued(decision, permit.decision().rule(), None)
+            .await
+        {
+            Ok((trail, receipt)) => Ok(Recording {
+                admitted: Admitted {
+                    trail,
+                    permit,
+                    life,
+                    grpc,
+                    direction,
+                    held: None,
+                    _kept: kept,
                 },
-                grpc,
+                receipt,
             }),
+            Err(e) => Err(audit_failed(&e, grpc)),
+        }
+    }
+}
+
+/// The refusal of a stream whose open record could not be written.
+fn audit_failed(e: &crate::audit::AuditError, grpc: bool) -> Refusal {
+    Refusal {
+        error: CallError::Unavailable {
+            reason: format!("the audit log cannot be written ({e}); refusing to forward unaudited"),
+        },
+        grpc,
+    }
+}
+
+/// A stream allowed and its open record queued, not yet known durable:
+/// what an opener holds while it sends OPEN (which carries nothing of the
+/// caller's beyond what the record names). The far end reaches its
+/// service only after the AUDITED frame, sent once [`Recording::durable`]
+/// yields the [`Admitted`] every body byte requires.
+pub struct Recording {
+    admitted: Admitted,
+    receipt: Receipt,
+}
+
+impl Recording {
+    /// What the policy allowed: the OPEN frame names exactly that.
+    pub fn permit(&self) -> &Permit {
+        self.admitted.permit()
+    }
+
+    /// Which way the stream goes.
+    pub fn direction(&self) -> Direction {
+        self.admitted.direction()
+    }
+
+    /// The stream id its audit records carry, for spans.
+    pub fn stream_id(&self) -> u64 {
+        self.admitted.stream_id()
+    }
+
+    /// The request id both ends' records carry.
+    pub fn request_id(&self) -> &str {
+        self.admitted.request_id()
+    }
+
+    /// See [`Admitted::hold`].
+    pub fn hold(&mut self, value: impl Send + Sync + 'static) {
+        self.admitted.hold(value);
+    }
+
+    /// Waits until the open record is durable (per the log's mode). A
+    /// record that could not be written refuses the stream with 503 /
+    /// UNAVAILABLE, and the stream then has no close record either.
+    pub async fn durable(self) -> Result<Admitted, Refusal> {
+        let Recording {
+            mut admitted,
+            receipt,
+        } = self;
+        match admitted.trail.settle_open(receipt).await {
+            Ok(_) => Ok(admitted),
+            Err(e) => Err(audit_failed(&e, admitted.grpc)),
+        }
+    }
+
+    /// Refuses the stream before it was sent: once the open record is
+    /// settled, its close record carries the refusal.
+    pub async fn refuse(self, error: CallError) -> Refusal {
+        match self.durable().await {
+            Ok(admitted) => admitted.refuse(error).await,
+            Err(refusal) => refusal,
         }
     }
 }

@@ -34,7 +34,7 @@ mod state;
 pub(crate) mod stream;
 mod verify;
 mod worker;
-mod writer;
+pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::writer::Receipt;
 use super::{AuditDecision, AuditError, AuditEvent, AuditLog, Event};
 
 /// How a stream ended, for its close record.
@@ -50,20 +51,35 @@ impl Trail {
     /// Writes the `open` record and waits until it is durable. `Err`
     /// means nothing was recorded: the stream must not proceed.
     pub(crate) async fn open(
-        mut self,
+        self,
         decision: AuditDecision,
         rule: Option<&str>,
         reason: Option<String>,
     ) -> Result<OpenTrail, AuditError> {
+        let (mut trail, receipt) = self.open_queued(decision, rule, reason).await?;
+        trail.settle_open(receipt).await?;
+        Ok(trail)
+    }
+
+    /// Queues the `open` record without waiting for it to be durable; the
+    /// trail owns its close record from here (queued after the open, so
+    /// the log keeps their order), and [`OpenTrail::settle_open`] says
+    /// whether the open record made it. `Err`: nothing was queued.
+    pub(crate) async fn open_queued(
+        mut self,
+        decision: AuditDecision,
+        rule: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<(OpenTrail, Receipt), AuditError> {
         self.base.event = Event::Open;
         self.base.decision = Some(decision);
         self.base.rule = rule.map(str::to_string);
         self.base.reason = reason;
-        self.log.append_ref(&self.base).await?;
+        let receipt = self.log.queue(&self.base).await?;
         // The reason explains the decision; the close record need not
         // repeat it.
         self.base.reason = None;
-        Ok(OpenTrail {
+        let trail = OpenTrail {
             log: self.log,
             base: self.base,
             started: self.started,
@@ -72,7 +88,8 @@ impl Trail {
             bytes_out: None,
             ending: Ending::default(),
             span: tracing::Span::current(),
-        })
+        };
+        Ok((trail, receipt))
     }
 }
 
@@ -92,6 +109,17 @@ pub(crate) struct OpenTrail {
 }
 
 impl OpenTrail {
+    /// Waits until the open record queued by [`Trail::open_queued`] is
+    /// durable. `Err`: it is not in the log, so the stream writes no close
+    /// record either and must not proceed.
+    pub(crate) async fn settle_open(&mut self, receipt: Receipt) -> Result<u64, AuditError> {
+        let outcome = self.log.settle(receipt, &self.base).await;
+        if outcome.is_err() {
+            self.closed = true;
+        }
+        outcome
+    }
+
     /// Counts request-body bytes (from the caller).
     pub(crate) fn count_in(&mut self, counter: Arc<AtomicU64>) {
         self.bytes_in = Some(counter);

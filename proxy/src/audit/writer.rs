@@ -101,6 +101,16 @@ impl AuditLog {
     /// reuse its fields for its next record. The record is encoded here, on
     /// the caller's thread; the writer only adds the chain fields.
     pub async fn append_ref(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let receipt = self.queue(event).await?;
+        self.settle(receipt, event).await
+    }
+
+    /// Queues a record and returns at once with a [`Receipt`] for its
+    /// outcome: a stream's opener sends OPEN while its open record is
+    /// being made durable (the far end reaches its service only after the
+    /// AUDITED frame that follows, see `crate::forward::open`). `Err`:
+    /// the record was not queued.
+    pub(crate) async fn queue(&self, event: &AuditEvent) -> Result<Receipt, AuditError> {
         let encoded = self.encode(event)?;
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -110,7 +120,17 @@ impl AuditLog {
             })
             .await
             .map_err(|_| self.stopped())?;
-        let outcome = rx.await.map_err(|_| self.stopped())?;
+        Ok(Receipt(rx))
+    }
+
+    /// Waits for a queued record's outcome (its seq once durable per the
+    /// mode) and counts it in the metrics.
+    pub(crate) async fn settle(
+        &self,
+        receipt: Receipt,
+        event: &AuditEvent,
+    ) -> Result<u64, AuditError> {
+        let outcome = receipt.0.await.map_err(|_| self.stopped())?;
         // An open that failed is not a stream that opened (it is refused
         // unrecorded); a close that failed still ends its stream.
         if outcome.is_ok() || event.event == super::record::Event::Close {
@@ -245,3 +265,7 @@ impl AuditLog {
         &self.faults
     }
 }
+
+/// The outcome of a record [`AuditLog::queue`]d, to be awaited with
+/// [`AuditLog::settle`].
+pub(crate) struct Receipt(oneshot::Receiver<Result<u64, AuditError>>);

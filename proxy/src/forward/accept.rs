@@ -215,6 +215,10 @@ async fn serve_open<A: Acceptor>(
         };
         return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
     }
+    let mut reader = reader;
+    let Some(admitted) = opener_recorded(&mut reader, admitted, &limits).await else {
+        return;
+    };
     if open.kind == StreamKind::Tcp {
         return serve_tcp(&open, reader, send, upstream, &limits, admitted).await;
     }
@@ -314,7 +318,15 @@ async fn serve_open<A: Acceptor>(
     // HTTP/1.1 connection cut mid-body, a dead h2c connection) is the
     // service failing, not a cancellation.
     let source_failed = wire::codes::stream::UPSTREAM_RESET;
-    match send_head(&mut send, &head, &mut body, &limits.wire, source_failed).await {
+    match send_head(
+        &mut send,
+        std::slice::from_ref(&head),
+        &mut body,
+        &limits.wire,
+        source_failed,
+    )
+    .await
+    {
         Err(e) => {
             debug!(error = %e, "could not send response head");
             body.fail(format!("could not send the response head: {e}"));
@@ -325,6 +337,46 @@ async fn serve_open<A: Acceptor>(
             debug!(?outcome, "response body done");
         }
     }
+}
+
+/// Waits for the opener's AUDITED: its open record is durable too. Both
+/// ends' records are then durable before the service sees anything; the
+/// two were made durable at the same time (docs/protocol.md, "AUDITED").
+/// `None`: the opener reset the stream instead (its record could not be
+/// written, or its caller went away), sent something else, or sent
+/// nothing in time; the stream's close record says which, and the
+/// service is never contacted.
+async fn opener_recorded(
+    reader: &mut FrameReader,
+    mut admitted: Admitted,
+    limits: &Limits,
+) -> Option<Admitted> {
+    let error = match tokio::time::timeout(limits.handshake_timeout, reader.next()).await {
+        Ok(Ok(Some(Frame::Audited))) => return Some(admitted),
+        Ok(Ok(Some(other))) => {
+            reader.stop(wire::codes::stream::PROTOCOL);
+            format!("the opener sent {} before AUDITED", other.frame_type())
+        }
+        Ok(Ok(None)) => "the opener finished the stream before AUDITED".to_string(),
+        Ok(Err(e @ super::StreamError::Reset { .. })) => {
+            format!("the opener reset the stream before its open record was durable ({e})")
+        }
+        Ok(Err(e)) => {
+            reader.stop(e.code_for_peer());
+            format!("bad frame where AUDITED was due: {e}")
+        }
+        Err(_) => {
+            reader.stop(wire::codes::stream::TIMEOUT);
+            format!(
+                "no AUDITED from the opener within {:?}",
+                limits.handshake_timeout
+            )
+        }
+    };
+    debug!(%error, "stream ended before the service was contacted");
+    admitted.ending_mut().error = Some(error);
+    admitted.close().await;
+    None
 }
 
 /// Connects to a TCP service, confirms with RESPONSE 200, then bridges

@@ -27,7 +27,9 @@ pub use body::TunnelBody;
 pub use error::StreamError;
 pub use guard::AbortOnDrop;
 pub use observe::ForwardBody;
-pub use pump::{pump_body, send_head, write_frame, BoxError, PumpOutcome, SendGuard, Started};
+pub use pump::{
+    pump_body, send_head, write_frame, write_frames, BoxError, PumpOutcome, SendGuard, Started,
+};
 pub use reader::FrameReader;
 pub use status::CallError;
 

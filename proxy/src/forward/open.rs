@@ -17,11 +17,12 @@ use super::head::{content_length, open_for_request, response_for_frame};
 use super::observe::{AuditedBody, Counted};
 use super::tcp::TunnelStream;
 use super::{
-    pump_body, send_head, write_frame, AbortOnDrop, BoxError, CallError, FrameReader, HttpBody,
-    SendGuard, Started, StreamError, TunnelBody,
+    pump_body, send_head, write_frame, write_frames, AbortOnDrop, BoxError, CallError, FrameReader,
+    HttpBody, SendGuard, Started, StreamError, TunnelBody,
 };
-use crate::admission::{Admitted, Refusal};
+use crate::admission::{Admitted, Recording, Refusal};
 use crate::audit::Direction;
+use crate::policy::Permit;
 use crate::wire::{codes, Frame, RefuseCode};
 use crate::Limits;
 
@@ -48,10 +49,126 @@ pub struct Via<'a> {
 /// The OPEN frame's caller field: the verified caller for ingress, the
 /// workload label for egress (the far end knows the tunnel from its
 /// certificate).
-fn open_caller(admitted: &Admitted) -> String {
-    match admitted.direction() {
-        Direction::Ingress => admitted.permit().caller().to_string(),
-        Direction::Egress => admitted.permit().workload().unwrap_or("").to_string(),
+fn open_caller(stage: &Stage) -> String {
+    match stage.direction() {
+        Direction::Ingress => stage.permit().caller().to_string(),
+        Direction::Egress => stage.permit().workload().unwrap_or("").to_string(),
+    }
+}
+
+/// A call's admission as its opener holds it: its first attempt opens the
+/// stream while its open record is being made durable (`Recording`); a
+/// call sent again on another connection is already `Durable`.
+pub enum Stage {
+    /// The open record is durable.
+    Durable(Admitted),
+    /// The open record is queued; OPEN may go, nothing else.
+    Recording(Recording),
+}
+
+impl From<Admitted> for Stage {
+    fn from(a: Admitted) -> Self {
+        Stage::Durable(a)
+    }
+}
+
+impl From<Recording> for Stage {
+    fn from(r: Recording) -> Self {
+        Stage::Recording(r)
+    }
+}
+
+impl Stage {
+    /// What the policy allowed.
+    pub fn permit(&self) -> &Permit {
+        match self {
+            Stage::Durable(a) => a.permit(),
+            Stage::Recording(r) => r.permit(),
+        }
+    }
+
+    fn direction(&self) -> Direction {
+        match self {
+            Stage::Durable(a) => a.direction(),
+            Stage::Recording(r) => r.direction(),
+        }
+    }
+
+    fn stream_id(&self) -> u64 {
+        match self {
+            Stage::Durable(a) => a.stream_id(),
+            Stage::Recording(r) => r.stream_id(),
+        }
+    }
+
+    fn request_id(&self) -> &str {
+        match self {
+            Stage::Durable(a) => a.request_id(),
+            Stage::Recording(r) => r.request_id(),
+        }
+    }
+
+    /// See [`Admitted::hold`].
+    pub fn hold(&mut self, value: impl Send + Sync + 'static) {
+        match self {
+            Stage::Durable(a) => a.hold(value),
+            Stage::Recording(r) => r.hold(value),
+        }
+    }
+
+    /// Waits until the open record is durable.
+    pub async fn durable(self) -> Result<Admitted, Refusal> {
+        match self {
+            Stage::Durable(a) => Ok(a),
+            Stage::Recording(r) => r.durable().await,
+        }
+    }
+
+    /// Refuses the call (its close record carries why).
+    pub async fn refuse(self, error: CallError) -> Refusal {
+        match self {
+            Stage::Durable(a) => a.refuse(error).await,
+            Stage::Recording(r) => r.refuse(error).await,
+        }
+    }
+}
+
+/// How sending OPEN went.
+enum OpenSent {
+    /// The open record is durable: send these frames (AUDITED, and OPEN
+    /// itself if it has not gone yet), then the body.
+    Ready(Admitted, Vec<Frame>),
+    /// The stream failed under OPEN; nothing reached the far end's service.
+    Lost(Admitted, CallError),
+    /// The open record could not be written: refused, and the stream is
+    /// reset so the far end never reaches its service.
+    Unrecorded(Refusal),
+}
+
+/// Sends OPEN at once, even while the open record is still being made
+/// durable (the far end decides and records meanwhile, so the two fsyncs
+/// overlap), and AUDITED only once it is durable.
+async fn send_open(send: &mut SendGuard, open: Frame, stage: Stage, limits: &Limits) -> OpenSent {
+    let recording = match stage {
+        Stage::Durable(a) => return OpenSent::Ready(a, vec![open, Frame::Audited]),
+        Stage::Recording(r) => r,
+    };
+    let written = write_frame(send.stream(), &open, &limits.wire).await;
+    let admitted = match recording.durable().await {
+        Ok(a) => a,
+        Err(refusal) => {
+            send.reset(codes::stream::INTERNAL);
+            return OpenSent::Unrecorded(refusal);
+        }
+    };
+    match written {
+        Ok(()) => OpenSent::Ready(admitted, vec![Frame::Audited]),
+        Err(e) => OpenSent::Lost(
+            admitted,
+            CallError::TunnelFailure {
+                reason: e.to_string(),
+            },
+        ),
     }
 }
 
@@ -94,13 +211,13 @@ pub async fn open_call<B>(
     body: B,
     via: Via<'_>,
     limits: &Limits,
-    admitted: Admitted,
+    stage: impl Into<Stage>,
 ) -> Result<Response<HttpBody>, Unanswered>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    match attempt_call(conn, parts, body, via, limits, admitted, false).await {
+    match attempt_call(conn, parts, body, via, limits, stage, false).await {
         Ok(resp) => Ok(resp),
         Err(Failed::Final(u)) => Err(u),
         Err(Failed::Retry(admitted, e)) => Err(Unanswered::Refused(admitted.refuse(e).await)),
@@ -117,39 +234,59 @@ pub async fn attempt_call<B>(
     body: B,
     via: Via<'_>,
     limits: &Limits,
-    mut admitted: Admitted,
+    stage: impl Into<Stage>,
     retryable: bool,
 ) -> Result<Response<HttpBody>, Failed>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
+    let stage = stage.into();
     let fin = |u| Failed::Final(u);
-    let span = tracing::debug_span!("call", stream_id = admitted.stream_id(), request_id = %admitted.request_id(), peer = %via.peer, service = %admitted.permit().service());
+    let span = tracing::debug_span!("call", stream_id = stage.stream_id(), request_id = %stage.request_id(), peer = %via.peer, service = %stage.permit().service());
     let (send, recv) = match open_stream(conn, &via, limits).await {
         Ok(s) => s,
-        Err(e) if retryable => return Err(Failed::Retry(Box::new(admitted), e)),
-        Err(e) => return Err(fin(Unanswered::Refused(admitted.refuse(e).await))),
+        Err(e) if retryable => {
+            return match stage.durable().await {
+                Ok(admitted) => Err(Failed::Retry(Box::new(admitted), e)),
+                Err(refusal) => Err(fin(Unanswered::Refused(refusal))),
+            }
+        }
+        Err(e) => return Err(fin(Unanswered::Refused(stage.refuse(e).await))),
     };
     let mut send = SendGuard::new(send);
     let open = open_for_request(
         parts,
-        admitted.permit().service(),
-        &open_caller(&admitted),
-        admitted.request_id(),
+        stage.permit().service(),
+        &open_caller(&stage),
+        stage.request_id(),
         body.is_end_stream(),
     );
+    let (mut admitted, heads) =
+        match send_open(&mut send, Frame::Open(Box::new(open)), stage, limits).await {
+            OpenSent::Ready(admitted, heads) => (admitted, heads),
+            OpenSent::Lost(admitted, e) if retryable => {
+                return Err(Failed::Retry(Box::new(admitted), e))
+            }
+            OpenSent::Lost(admitted, e) => {
+                return Err(fin(Unanswered::Refused(admitted.refuse(e).await)))
+            }
+            OpenSent::Unrecorded(refusal) => return Err(fin(Unanswered::Refused(refusal))),
+        };
     let mut body = Counted::request(body, &mut admitted);
     // A caller's body failing means the caller gave up.
     let started = send_head(
         &mut send,
-        &Frame::Open(Box::new(open)),
+        &heads,
         &mut body,
         &limits.wire,
         codes::stream::CANCELLED,
     )
     .await;
     let pump = match started {
+        // The far end stopped reading before it had the request (it
+        // refused the call as soon as it had OPEN): its answer says why.
+        Err(e) if peer_stopped(e.as_ref()) => None,
         Err(e) => {
             let e = CallError::TunnelFailure {
                 reason: e.to_string(),
@@ -219,6 +356,14 @@ where
         )
         .await)),
     }
+}
+
+/// True when a write failed because the far end stopped the stream.
+fn peer_stopped(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        e.downcast_ref::<quinn::WriteError>(),
+        Some(quinn::WriteError::Stopped(_))
+    )
 }
 
 /// The `grpc-status` of a trailers-only response, if any.
@@ -339,19 +484,20 @@ pub async fn open_tcp(
     conn: &quinn::Connection,
     via: Via<'_>,
     limits: &Limits,
-    admitted: Admitted,
+    stage: impl Into<Stage>,
 ) -> Result<(TunnelStream, Admitted), Unanswered> {
+    let stage = stage.into();
     let (send, recv) = match open_stream(conn, &via, limits).await {
         Ok(s) => s,
-        Err(e) => return Err(Unanswered::Refused(admitted.refuse(e).await)),
+        Err(e) => return Err(Unanswered::Refused(stage.refuse(e).await)),
     };
     let mut send = SendGuard::new(send);
-    let service = admitted.permit().service().to_string();
+    let service = stage.permit().service().to_string();
     let open = crate::wire::Open {
         kind: crate::wire::StreamKind::Tcp,
         service: service.clone(),
-        request_id: admitted.request_id().to_string(),
-        caller: open_caller(&admitted),
+        request_id: stage.request_id().to_string(),
+        caller: open_caller(&stage),
         traceparent: None,
         method: http::Method::CONNECT,
         scheme: "tcp".into(),
@@ -359,12 +505,20 @@ pub async fn open_tcp(
         path: "/".into(),
         headers: http::HeaderMap::new(),
     };
-    if let Err(e) = write_frame(send.stream(), &Frame::Open(Box::new(open)), &limits.wire).await {
-        let e = CallError::TunnelFailure {
-            reason: e.to_string(),
-        };
-        return Err(Unanswered::Refused(admitted.refuse(e).await));
-    }
+    let admitted = match send_open(&mut send, Frame::Open(Box::new(open)), stage, limits).await {
+        OpenSent::Ready(admitted, heads) => {
+            let written = write_frames(send.stream(), &heads, &limits.wire).await;
+            if let Err(e) = written {
+                let e = CallError::TunnelFailure {
+                    reason: e.to_string(),
+                };
+                return Err(Unanswered::Refused(admitted.refuse(e).await));
+            }
+            admitted
+        }
+        OpenSent::Lost(admitted, e) => return Err(Unanswered::Refused(admitted.refuse(e).await)),
+        OpenSent::Unrecorded(refusal) => return Err(Unanswered::Refused(refusal)),
+    };
     let mut reader = FrameReader::new(recv, limits.wire);
     let head = match tokio::time::timeout(
         limits.connect_timeout + limits.handshake_timeout,

@@ -75,6 +75,20 @@ pub async fn write_frame(
     Ok(())
 }
 
+/// Writes frames in one write (OPEN and AUDITED together).
+pub async fn write_frames(
+    send: &mut SendStream,
+    frames: &[Frame],
+    limits: &WireLimits,
+) -> Result<(), BoxError> {
+    let mut buf = BytesMut::new();
+    for frame in frames {
+        encode(frame, limits, &mut buf)?;
+    }
+    send.write_all(&buf).await?;
+    Ok(())
+}
+
 /// What one body frame became on the wire.
 enum Encoded {
     /// DATA frames carrying this many body bytes.
@@ -137,7 +151,7 @@ pub enum Started {
     Pump,
 }
 
-/// Sends the head frame together with whatever body frames are ready
+/// Sends the head frames together with whatever body frames are ready
 /// without waiting (up to `READY_BODY_BYTES`, 64 KiB), in one write, and
 /// finishes the stream when the body ended among them. A unary call then
 /// costs one write per direction instead of one per frame, and needs no
@@ -145,7 +159,7 @@ pub enum Started {
 /// body frames taken with it are lost with it: the stream is dead).
 pub async fn send_head<B>(
     guard: &mut SendGuard,
-    head: &Frame,
+    heads: &[Frame],
     body: &mut B,
     limits: &WireLimits,
     source_failed: VarInt,
@@ -155,7 +169,9 @@ where
     B::Error: Into<BoxError>,
 {
     let mut head_buf = BytesMut::new();
-    encode(head, limits, &mut head_buf)?;
+    for head in heads {
+        encode(head, limits, &mut head_buf)?;
+    }
     let mut chunks = vec![head_buf.freeze()];
     let mut bytes = 0u64;
     let mut ended = body.is_end_stream();

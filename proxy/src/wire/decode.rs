@@ -216,6 +216,7 @@ fn parse(ty: FrameType, payload: &[u8], limits: &WireLimits) -> Result<Frame, Wi
             message: r.string("message")?,
         }),
         FrameType::Trailers => Frame::Trailers(r.headers(limits)?),
+        FrameType::Audited => Frame::Audited,
         // `decode` splits DATA off without parsing; kept total for safety.
         FrameType::Data => Frame::Data(bytes::Bytes::copy_from_slice(r.buf)),
     };

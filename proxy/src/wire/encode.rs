@@ -187,6 +187,7 @@ fn payload<O: Out>(frame: &Frame, limits: &WireLimits, out: &mut O) -> Result<()
         }
         Frame::Data(body) => out.raw(body),
         Frame::Trailers(t) => headers(FrameType::Trailers, t, limits, out)?,
+        Frame::Audited => {}
     }
     Ok(())
 }

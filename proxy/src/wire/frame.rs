@@ -32,6 +32,10 @@ pub enum FrameType {
     Data = 0x13,
     /// Trailing headers, either way; the last frame before FIN.
     Trailers = 0x14,
+    /// Opener → acceptor, right after OPEN: the opener's open record for
+    /// the stream is durable. The acceptor reaches its service only after
+    /// it, so both ends can make their records durable at the same time.
+    Audited = 0x15,
 }
 
 /// What a stream carries.
@@ -223,4 +227,6 @@ pub enum Frame {
     Data(Bytes),
     /// Trailing headers.
     Trailers(HeaderMap),
+    /// The opener's open record is durable (no payload).
+    Audited,
 }

@@ -17,6 +17,7 @@ impl FrameType {
             0x12 => Self::Refuse,
             0x13 => Self::Data,
             0x14 => Self::Trailers,
+            0x15 => Self::Audited,
             _ => return None,
         })
     }
@@ -33,6 +34,7 @@ impl FrameType {
             Self::Refuse => "REFUSE",
             Self::Data => "DATA",
             Self::Trailers => "TRAILERS",
+            Self::Audited => "AUDITED",
         }
     }
 }
@@ -56,6 +58,7 @@ impl Frame {
             Self::Refuse(_) => FrameType::Refuse,
             Self::Data(_) => FrameType::Data,
             Self::Trailers(_) => FrameType::Trailers,
+            Self::Audited => FrameType::Audited,
         }
     }
 }

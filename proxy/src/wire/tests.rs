@@ -125,6 +125,7 @@ fn sample_frames() -> Vec<Frame> {
         Frame::Data(Bytes::new()),
         Frame::Trailers(headers(&[("grpc-status", "0"), ("grpc-message", "")])),
         Frame::Trailers(HeaderMap::new()),
+        Frame::Audited,
     ]
 }
 
@@ -160,6 +161,7 @@ fn type_bytes_are_stable() {
         (0x12, FrameType::Refuse),
         (0x13, FrameType::Data),
         (0x14, FrameType::Trailers),
+        (0x15, FrameType::Audited),
     ] {
         assert_eq!(ty as u8, b);
         assert_eq!(FrameType::from_wire(b), Some(ty));
@@ -274,7 +276,7 @@ fn max_frame_len_bounds_buffering() {
 
 #[test]
 fn unknown_frame_type_fails_on_the_first_byte() {
-    for b in [0x00, 0x05, 0x0f, 0x15, 0xff] {
+    for b in [0x00, 0x05, 0x0f, 0x16, 0xff] {
         assert!(matches!(dec(&[b]), Err(WireError::UnknownFrameType(x)) if x == b));
     }
 }
@@ -670,6 +672,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         (refuse_code(), text()).prop_map(|(code, message)| Frame::Refuse(Refuse { code, message })),
         proptest::collection::vec(any::<u8>(), 0..64).prop_map(|b| Frame::Data(b.into())),
         header_map().prop_map(Frame::Trailers),
+        Just(Frame::Audited),
     ]
 }
 
@@ -686,6 +689,7 @@ fn hostile_bytes() -> impl Strategy<Value = Vec<u8>> {
         Just(0x12),
         Just(0x13),
         Just(0x14),
+        Just(0x15),
     ];
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..64),
