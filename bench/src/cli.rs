@@ -112,6 +112,11 @@ enum Command {
         /// Calls in flight at once, per path.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Audit durability at both ends where bench writes the
+        /// configuration (`none` shows the tunnel's cost without the
+        /// disk; `audit` compares the modes).
+        #[arg(long, default_value = "always")]
+        audit: Audit,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -475,12 +480,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unary {
             paths,
             concurrency,
+            audit,
             common,
             deploy,
         } => {
             scenario_unary::run(&UnaryConfig {
                 paths: paths.clone(),
                 rounds: common.rounds,
+                audit: *audit,
                 load: closed(*concurrency, common, progress)?,
                 deployment: deploy.spec()?,
             })

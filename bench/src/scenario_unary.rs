@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proxy::audit::Durability;
 
 use crate::deployment::{Deployment, Spec};
 use crate::measurement::{self, Measurement};
@@ -20,6 +19,7 @@ use crate::processes::AuditModes;
 use crate::procfs::Process;
 use crate::progress::{Counters, Progress};
 use crate::report::{Report, Row};
+use crate::scenario_audit::Audit;
 use crate::timeline::Sampler;
 use crate::usage::{self, Window};
 
@@ -49,6 +49,8 @@ pub struct UnaryConfig {
     pub paths: Vec<Path>,
     /// Rounds; each measures every path once, in order.
     pub rounds: usize,
+    /// Audit durability at both ends.
+    pub audit: Audit,
     /// Each measurement's settings.
     pub load: ClosedLoop,
     /// Where the components run.
@@ -118,7 +120,7 @@ pub async fn run(cfg: &UnaryConfig) -> anyhow::Result<Report> {
     anyhow::ensure!(cfg.rounds > 0, "need at least one round");
     anyhow::ensure!(cfg.load.concurrency > 0, "need concurrency ≥ 1");
     let deployment =
-        Deployment::start(&cfg.deployment, AuditModes::both(Durability::Always)).await?;
+        Deployment::start(&cfg.deployment, AuditModes::both(cfg.audit.durability())).await?;
     let result = measure_paths(&deployment, &paths, cfg).await;
     let processes = deployment.process_report();
     let name = deployment.name();
@@ -138,7 +140,7 @@ pub async fn run(cfg: &UnaryConfig) -> anyhow::Result<Report> {
         "call_timeout_s": cfg.load.call_timeout.as_secs_f64(),
         "connections_per_path": paths::CONNECTIONS,
         "ceiling_connections": 1,
-        "audit": "always",
+        "audit": cfg.audit.name(),
     });
     Ok(Report::new("unary", settings, rows)
         .with_ceiling(Path::Ceiling.name())
