@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use crate::deployment::{Deployment, Spec};
 use crate::measurement::{self, Measurement};
 use crate::paths::{self, Caller, Path};

@@ -165,7 +165,8 @@ pub struct RawAudit {
     pub path: Option<std::path::PathBuf>,
     /// `always` (default), `interval` or `none`.
     pub durability: Option<String>,
-    /// fsync period for `interval`, in ms (default 100).
+    /// fsync period for `interval`, in ms (default 100); under `always`,
+    /// the longest a close record waits for an fsync.
     pub interval_ms: Option<u64>,
     /// Rotate the live file past this size (default 64 MiB).
     pub max_file_bytes: Option<u64>,
@@ -188,11 +189,11 @@ impl RawAudit {
             return None;
         };
         let mut cfg = AuditConfig::new(base.join(path), side);
+        let interval = Duration::from_millis(self.interval_ms.unwrap_or(100).max(1));
+        cfg.close_sync = interval;
         cfg.durability = match self.durability.as_deref() {
             None | Some("always") => Durability::Always,
-            Some("interval") => Durability::Interval(Duration::from_millis(
-                self.interval_ms.unwrap_or(100).max(1),
-            )),
+            Some("interval") => Durability::Interval(interval),
             Some("none") => Durability::None,
             Some(other) => {
                 errors.push(

@@ -13,9 +13,11 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// When [`super::AuditLog::append`] may return relative to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Written and `fdatasync`ed before `append` returns. Concurrent appends
-    /// share one fsync (group commit), so throughput scales with
-    /// concurrency while each record survives a crash once acknowledged.
+    /// Open records are written and `fdatasync`ed before `append` returns.
+    /// Concurrent appends share one fsync (group commit), so throughput
+    /// scales with concurrency while each open record survives a crash
+    /// once acknowledged. Close records are acknowledged once written and
+    /// made durable by the next fsync (at most `close_sync` later).
     Always,
     /// Written before `append` returns; fsynced in the background at this
     /// period. A crash (of the machine, not the process) can lose up to one
@@ -26,6 +28,9 @@ pub enum Durability {
     /// power loss.
     None,
 }
+
+/// [`AuditConfig::close_sync`] unless configured (`[audit] interval_ms`).
+pub const DEFAULT_CLOSE_SYNC: Duration = Duration::from_millis(100);
 
 /// Everything needed to open a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +45,12 @@ pub struct AuditConfig {
     pub max_file_bytes: u64,
     /// Which end of the tunnel this process is; stamped on every record.
     pub side: Side,
+    /// Under [`Durability::Always`], the longest a record that guards no
+    /// stream (a close record) stays written but unsynced: it is made
+    /// durable by the next open record's fsync, or this long after it was
+    /// written when none comes. Close records so never cost an fsync of
+    /// their own, nor delay the next call's open record behind one.
+    pub close_sync: Duration,
 }
 
 impl AuditConfig {
@@ -51,6 +62,7 @@ impl AuditConfig {
             durability: Durability::Always,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             side,
+            close_sync: DEFAULT_CLOSE_SYNC,
         }
     }
 
@@ -64,6 +76,9 @@ impl AuditConfig {
                 "interval durability needs a positive period (use `always` to fsync every batch)"
                     .into(),
             ));
+        }
+        if self.close_sync.is_zero() {
+            return Err(AuditError::Config("close_sync must be positive".into()));
         }
         if self.path.file_name().is_none() {
             return Err(AuditError::Config(format!(

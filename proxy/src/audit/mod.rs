@@ -42,7 +42,7 @@ mod tests;
 pub use chain::GENESIS_HASH;
 /// Audit-style timestamps, for logs that should read like the audit log.
 pub use clock::format_rfc3339_millis as rfc3339_utc;
-pub use config::{AuditConfig, Durability, DEFAULT_MAX_FILE_BYTES};
+pub use config::{AuditConfig, Durability, DEFAULT_CLOSE_SYNC, DEFAULT_MAX_FILE_BYTES};
 pub use error::AuditError;
 pub use files::chain_files;
 #[cfg(any(test, feature = "testing"))]

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 /// Counters for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuditStats {
-    /// Records written (and, under `Always`, made durable) since open.
+    /// Records written since open (under `Always`, open records also made
+    /// durable; close records ride the next fsync).
     pub records_written: u64,
     /// Successful fsyncs. Under `Always` this is well below
     /// `records_written` when appends are concurrent: group commit.

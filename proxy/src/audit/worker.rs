@@ -41,6 +41,10 @@ pub(super) enum Request {
         /// Where the outcome goes; `None` for a detached append (a close
         /// record written from `Drop`), whose failure the writer logs.
         reply: Option<oneshot::Sender<Result<u64, AuditError>>>,
+        /// An open record: a stream waits on it before forwarding, so
+        /// under `Always` it is answered only once fsynced. Other records
+        /// (closes) are answered once written and ride the next fsync.
+        guards: bool,
     },
     /// Fsync everything written so far, whatever the mode.
     Sync {
@@ -78,26 +82,32 @@ pub(super) struct Worker {
     pub(super) segment: Segment,
     pub(super) head: Head,
     pub(super) durability: Durability,
+    /// See `AuditConfig::close_sync`.
+    pub(super) close_sync: std::time::Duration,
     pub(super) max_file_bytes: u64,
     pub(super) shared: Arc<Shared>,
+    /// Records are written but not yet fsynced (`Interval`, and
+    /// `Always`'s close records); the next fsync clears it.
+    pub(super) dirty: bool,
 }
 
 impl Worker {
-    /// Serves requests until every handle is dropped, then fsyncs what an
-    /// `Interval` log still holds unsynced.
+    /// Serves requests until every handle is dropped, then fsyncs what
+    /// the log still holds unsynced (`Interval`, and `Always`'s close
+    /// records).
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let period = match self.durability {
             Durability::Interval(d) => Some(d),
-            Durability::Always | Durability::None => None,
+            Durability::Always => Some(self.close_sync),
+            Durability::None => None,
         };
-        let mut dirty = false;
         let mut next_sync = Instant::now() + period.unwrap_or_default();
         loop {
             let first = match period {
-                Some(period) if dirty => tokio::select! {
+                Some(period) if self.dirty => tokio::select! {
                     r = rx.recv() => r,
                     () = tokio::time::sleep_until(next_sync) => {
-                        dirty = !self.periodic_sync();
+                        self.periodic_sync();
                         next_sync = Instant::now() + period;
                         continue;
                     }
@@ -105,6 +115,7 @@ impl Worker {
                 _ => rx.recv().await,
             };
             let Some(first) = first else { break };
+            let was_dirty = self.dirty;
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -114,32 +125,41 @@ impl Worker {
             }
             #[cfg(any(test, feature = "testing"))]
             self.shared.hold.wait_while_held();
-            dirty |= self.process(batch);
-            // Under constant load the select above may always find a request
-            // ready; sync here too so the period holds.
+            self.process(batch);
             if let Some(period) = period {
-                if dirty && Instant::now() >= next_sync {
-                    dirty = !self.periodic_sync();
+                if self.dirty && !was_dirty {
+                    // The period counts from the first unsynced write.
+                    next_sync = Instant::now() + period;
+                } else if self.dirty && Instant::now() >= next_sync {
+                    // Under constant load the select above may always find
+                    // a request ready; sync here too so the period holds.
+                    self.periodic_sync();
                     next_sync = Instant::now() + period;
                 }
             }
         }
-        if dirty {
+        if self.dirty {
             self.periodic_sync();
         }
     }
 
-    /// Handles one batch; true if it left written but unsynced bytes.
-    fn process(&mut self, batch: Vec<Request>) -> bool {
+    /// Handles one batch.
+    fn process(&mut self, batch: Vec<Request>) {
         let mut staged = VecDeque::with_capacity(batch.len());
         let mut syncs = Vec::new();
         let mut head = self.head.clone();
+        let mut guards = false;
         // One timestamp per batch: its records are sealed within
         // microseconds of each other, and `ts` has millisecond precision.
         let ts = clock::now();
         for request in batch {
             match request {
-                Request::Append { event, reply } => {
+                Request::Append {
+                    event,
+                    reply,
+                    guards: g,
+                } => {
+                    guards |= g;
                     let sealed = seal_encoded(head.next_seq, &head.prev, &ts, &event);
                     head = Head {
                         next_seq: sealed.seq.saturating_add(1),
@@ -150,49 +170,45 @@ impl Worker {
                 Request::Sync { reply } => syncs.push(reply),
             }
         }
-        // Interval mode proves recovery with an fsync before acknowledging.
+        // Interval mode proves recovery with an fsync before acknowledging;
+        // Always fsyncs a batch that holds an open record (a batch of close
+        // records only is synced with the next one, or by the period).
         let must_sync = match self.durability {
-            Durability::Always => true,
+            Durability::Always => guards || !self.shared.healthy(),
             Durability::Interval(_) => !self.shared.healthy(),
             Durability::None => false,
         };
-        let wrote_unsynced = self.write_staged(staged, must_sync) && !must_sync;
+        self.write_staged(staged, must_sync);
         if syncs.is_empty() {
-            return wrote_unsynced && matches!(self.durability, Durability::Interval(_));
+            return;
         }
         let result = self.sync_now();
         for reply in syncs {
             let _ = reply.send(result.clone());
         }
-        result.is_err() && matches!(self.durability, Durability::Interval(_))
     }
 
     /// Writes staged records, rotating where a record would overflow the
-    /// live file; true if anything was written.
-    fn write_staged(&mut self, mut queue: VecDeque<Staged>, must_sync: bool) -> bool {
+    /// live file.
+    fn write_staged(&mut self, mut queue: VecDeque<Staged>, must_sync: bool) {
         let mut chunk = Vec::new();
         let mut chunk_bytes = 0u64;
-        let mut wrote = false;
         while let Some(next) = queue.pop_front() {
             let len = next.sealed.line.len() as u64;
             let used = self.segment.len() + chunk_bytes;
             if used > 0 && used + len > self.max_file_bytes {
-                let flushing = !chunk.is_empty();
                 let outcome = self.flush(std::mem::take(&mut chunk), must_sync);
-                wrote |= flushing && outcome.is_ok();
                 chunk_bytes = 0;
                 if let Err(message) = outcome.and_then(|()| self.rotate()) {
                     queue.push_front(next);
                     fail_all(queue, &message);
-                    return wrote;
+                    return;
                 }
             }
             chunk_bytes += len;
             chunk.push(next);
         }
-        let nonempty = !chunk.is_empty();
-        let ok = self.flush(chunk, must_sync).is_ok();
-        wrote || (nonempty && ok)
+        let _ = self.flush(chunk, must_sync);
     }
 
     /// Writes one chunk (all in the same file), fsyncs if asked, commits and
@@ -224,6 +240,9 @@ impl Worker {
             }
             Ok(())
         });
+        // Written but not synced: the next fsync (or the period) makes it
+        // durable; `None` never fsyncs.
+        let unsynced = !must_sync && !matches!(self.durability, Durability::None);
         if let Err(message) = outcome {
             self.segment.rollback();
             self.shared.failed(&message);
@@ -231,6 +250,11 @@ impl Worker {
             return Err(message);
         }
         self.segment.commit();
+        if must_sync {
+            self.dirty = false;
+        } else if unsynced {
+            self.dirty = true;
+        }
         self.head = new_head;
         self.shared.written(chunk.len() as u64);
         self.shared
@@ -246,8 +270,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Starts a new live file; failures are reported like write failures.
+    /// Starts a new live file, first fsyncing what the old one holds
+    /// unsynced (nothing would sync it once it is closed); failures are
+    /// reported like write failures.
     fn rotate(&mut self) -> Result<(), String> {
+        if self.dirty {
+            self.sync_now().map_err(|e| e.to_string())?;
+        }
         self.segment.rotate().map_err(|e| {
             let message = format!("rotation failed: {e}");
             self.shared.failed(&message);
@@ -255,9 +284,10 @@ impl Worker {
         })
     }
 
-    /// The background fsync of `Interval` mode; true if it succeeded.
-    fn periodic_sync(&mut self) -> bool {
-        self.sync_now().is_ok()
+    /// The background fsync of `Interval` mode and of `Always`'s close
+    /// records; a failure leaves the log dirty, so it is retried.
+    fn periodic_sync(&mut self) {
+        let _ = self.sync_now();
     }
 
     /// Fsyncs now; a failure marks the log unhealthy.
@@ -265,6 +295,7 @@ impl Worker {
         match self.segment.sync() {
             Ok(()) => {
                 self.shared.synced();
+                self.dirty = false;
                 Ok(())
             }
             Err(e) => {

@@ -58,8 +58,10 @@ impl AuditLog {
             segment,
             head,
             durability: config.durability,
+            close_sync: config.close_sync,
             max_file_bytes: config.max_file_bytes,
             shared: shared.clone(),
+            dirty: false,
         };
         let open_error = |e: std::io::Error| AuditError::Open {
             path: config.path.clone(),
@@ -117,6 +119,7 @@ impl AuditLog {
             .send(Request::Append {
                 event: encoded,
                 reply: Some(reply),
+                guards: event.event == super::record::Event::Open,
             })
             .await
             .map_err(|_| self.stopped())?;
@@ -165,7 +168,11 @@ impl AuditLog {
                 return;
             }
         };
-        let request = Request::Append { event, reply: None };
+        let request = Request::Append {
+            event,
+            reply: None,
+            guards: false,
+        };
         match self.tx.try_send(request) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(request)) => {
