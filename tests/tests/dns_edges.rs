@@ -474,6 +474,27 @@ async fn one_name_resolving_to_two_edges_connects_to_both_and_survives_losing_on
         )
     });
 
+    // A call through edge-1 that the service holds: in flight on the
+    // client's connection to edge-1 when edge-1 dies, so the client's
+    // drain below must give up on that connection.
+    let held = tokio::spawn(async move {
+        let mut echo = grpc_plaintext(plain1, ECHO_HOST).await.ok()?;
+        let hang = EchoRequest {
+            text: "held".into(),
+            hang: true,
+            ..Default::default()
+        };
+        echo.unary(hang).await.ok()
+    });
+    tokio::time::timeout(PATIENCE, service.observed.wait_hanging(1))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the held call did not reach the service within {PATIENCE:?}\n{}",
+                logs(&client, &edge1, &edge2)
+            )
+        });
+
     // (3) kill -9 of edge-1: every call through edge-2 is served, first
     // try, right away (its tunnel connection never depended on edge-1).
     edge1.kill().await;
@@ -495,14 +516,15 @@ async fn one_name_resolving_to_two_edges_connects_to_both_and_survives_losing_on
         "the client's exit: {status:?}\n{}",
         logs(&client, &edge1, &edge2)
     );
-    // Its calls on the dead edge's connection could only end at the idle
-    // timeout; draining, the client closes that connection once the edge
-    // has been silent for the silence bound instead.
+    // The held call on the dead edge's connection could only end at the
+    // idle timeout; draining, the client closes that connection once the
+    // edge has been silent for the silence bound instead.
     assert!(
         client.log.has("the edge is silent; closing its connection"),
         "the client did not give up on the dead edge while draining:\n{}",
         logs(&client, &edge1, &edge2)
     );
+    held.abort();
     edge2.terminate();
     let status = edge2.wait_exit().await;
     assert!(

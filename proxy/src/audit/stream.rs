@@ -76,9 +76,6 @@ impl Trail {
         self.base.rule = rule.map(str::to_string);
         self.base.reason = reason;
         let receipt = self.log.queue(&self.base).await?;
-        // The reason explains the decision; the close record need not
-        // repeat it.
-        self.base.reason = None;
         let trail = OpenTrail {
             log: self.log,
             base: self.base,
@@ -113,10 +110,14 @@ impl OpenTrail {
     /// durable. `Err`: it is not in the log, so the stream writes no close
     /// record either and must not proceed.
     pub(crate) async fn settle_open(&mut self, receipt: Receipt) -> Result<u64, AuditError> {
+        // Counted with the record as it was appended, reason included.
         let outcome = self.log.settle(receipt, &self.base).await;
         if outcome.is_err() {
             self.closed = true;
         }
+        // The reason explains the decision; the close record need not
+        // repeat it.
+        self.base.reason = None;
         outcome
     }
 
@@ -149,6 +150,9 @@ impl OpenTrail {
     fn close_event(&mut self) -> &AuditEvent {
         let ev = &mut self.base;
         ev.event = Event::Close;
+        // Only the open record explains its decision (also when the close
+        // is written before the open record was settled).
+        ev.reason = None;
         ev.http_status = self.ending.http_status;
         ev.grpc_status = self.ending.grpc_status;
         ev.error = self.ending.error.clone();
