@@ -18,6 +18,15 @@ struct Cli {
     /// line, with the stream's span fields).
     #[arg(long, global = true, value_enum, default_value_t = proxy::telemetry::LogFormat::Text, env = "TETHER_LOG_FORMAT")]
     log_format: proxy::telemetry::LogFormat,
+    /// Runtime worker threads; 0 (the default) is one per CPU. A sidecar
+    /// given one CPU or less runs best with 1.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 0,
+        env = "TETHER_WORKER_THREADS"
+    )]
+    worker_threads: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,7 +70,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     proxy::telemetry::init_with("info", cli.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match proxy::lifecycle::runtime::build(cli.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

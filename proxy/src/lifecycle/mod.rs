@@ -26,6 +26,7 @@
 
 mod connection;
 mod executor;
+pub mod runtime;
 pub mod signals;
 
 use std::future::Future;
