@@ -18,8 +18,9 @@ struct Cli {
     /// line, with the stream's span fields).
     #[arg(long, global = true, value_enum, default_value_t = proxy::telemetry::LogFormat::Text, env = "TETHER_LOG_FORMAT")]
     log_format: proxy::telemetry::LogFormat,
-    /// Runtime worker threads; 0 (the default) is one per CPU. A sidecar
-    /// given one CPU or less runs best with 1.
+    /// Runtime worker threads; 0 (the default) is one per CPU this
+    /// process can see. A sidecar requesting a fraction of a CPU on a
+    /// large node should set 1.
     #[arg(
         long,
         global = true,

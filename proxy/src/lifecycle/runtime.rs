@@ -1,10 +1,10 @@
 //! The tokio runtime both binaries run on, sized by `--worker-threads`.
 
 /// Builds the multi-threaded runtime with `workers` worker threads, or one
-/// per CPU when `workers` is 0 (tokio's default). Fewer workers than CPUs
-/// suit a sidecar given a fraction of a node, and cost fewer thread
-/// wake-ups per call at low load (docs/performance.md: one worker took
-/// ~40 µs off a call's p50 at one call in flight on 2 vCPUs).
+/// per CPU when `workers` is 0 (tokio's default). A sidecar that requests
+/// a fraction of a CPU on a large node would otherwise start one worker
+/// per node CPU; on 2 vCPUs one worker and two measured alike
+/// (docs/performance.md).
 pub fn build(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
