@@ -121,6 +121,36 @@ pub fn run_audit(cmd: AuditCommand) -> Result<String, String> {
     }
 }
 
+/// The flags both binaries take before their configuration is read (it is
+/// read inside the runtime, and logging starts first), accepted before or
+/// after the subcommand.
+#[derive(Debug, clap::Args)]
+pub struct ProcessArgs {
+    /// How log lines are written to stderr: `text` (coloured only on a
+    /// terminal, and never with NO_COLOR set) or `json` (one object per
+    /// line, with the stream's span fields).
+    #[arg(long, global = true, value_enum, default_value_t = crate::telemetry::LogFormat::Text, env = "TETHER_LOG_FORMAT")]
+    pub log_format: crate::telemetry::LogFormat,
+    /// Runtime worker threads; 0 (the default) is one per CPU this
+    /// process can see. A sidecar requesting a fraction of a CPU on a
+    /// large node should set 1.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 0,
+        env = "TETHER_WORKER_THREADS"
+    )]
+    pub worker_threads: usize,
+}
+
+impl ProcessArgs {
+    /// Starts logging and builds the runtime the binary runs on.
+    pub fn start(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        crate::telemetry::init_with("info", self.log_format);
+        crate::lifecycle::runtime::build(self.worker_threads)
+    }
+}
+
 /// `status`: what the admin listener's status page says, for a terminal.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {

@@ -163,6 +163,22 @@ fn log_of(topo: &Topology, end: End) -> proxy::audit::AuditLog {
     }
 }
 
+/// Releases `hold`: the held call of `flow` then succeeds and reaches its
+/// service exactly once (`before` is what it had received until then).
+async fn released_call_arrives_once(
+    topo: Topology,
+    flow: Flow,
+    hold: proxy::audit::AuditHold,
+    pending: tokio::task::JoinHandle<Outcome>,
+    before: u64,
+) {
+    hold.release();
+    let outcome = within("the call after release", pending).await.unwrap();
+    assert_eq!(outcome.status, 200, "{flow:?}: {outcome:?}");
+    assert_eq!(reached(&topo, flow), before + 1, "{flow:?} arrived once");
+    topo.shutdown().await;
+}
+
 /// With `end`'s audit writer held, a call of `flow` waits and its service
 /// receives nothing; released, the call arrives.
 async fn audit_stall_blocks_forwarding(end: End, flow: Flow) {
@@ -185,11 +201,7 @@ async fn audit_stall_blocks_forwarding(end: End, flow: Flow) {
         !pending.is_finished(),
         "{flow:?} finished while its audit record was held"
     );
-    hold.release();
-    let outcome = within("the call after release", pending).await.unwrap();
-    assert_eq!(outcome.status, 200, "{flow:?}: {outcome:?}");
-    assert_eq!(reached(&topo, flow), before + 1, "{flow:?} arrived once");
-    topo.shutdown().await;
+    released_call_arrives_once(topo, flow, hold, pending, before).await;
 }
 
 #[tokio::test]
@@ -262,11 +274,7 @@ async fn acceptor_records_while_the_opener_waits(opener: End, flow: Flow) {
         "{flow:?} reached its service before the {opener:?}'s open record was durable"
     );
     assert!(!pending.is_finished(), "{flow:?} finished while held");
-    hold.release();
-    let outcome = within("the call after release", pending).await.unwrap();
-    assert_eq!(outcome.status, 200, "{flow:?}: {outcome:?}");
-    assert_eq!(reached(&topo, flow), before + 1, "{flow:?} arrived once");
-    topo.shutdown().await;
+    released_call_arrives_once(topo, flow, hold, pending, before).await;
 }
 
 #[tokio::test]

@@ -14,11 +14,11 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use proxy::admission::validate::{self, HostRule};
-use proxy::admission::{Pending, Refusal, StreamFields};
+use proxy::admission::{Pending, Recording, Refusal, StreamFields};
 use proxy::audit::Direction;
 use proxy::forward::head::{is_grpc, request_id, trace_id};
 use proxy::forward::open::{
-    answer, attempt_call, grpc_timeout, open_call, Failed, Stage, Unanswered, Via,
+    answer, attempt_call, grpc_timeout, open_call, Failed, Unanswered, Via,
 };
 use proxy::forward::replay::{prefetch, Prefetched};
 use proxy::forward::{BoxError, HttpBody};
@@ -104,8 +104,7 @@ where
         path,
         grpc,
     };
-    let (recording, tunnel) = admit(pending, &ask, shared).await.map_err(refused)?;
-    let mut stage = Stage::from(recording);
+    let (mut recording, tunnel) = admit(pending, &ask, shared).await.map_err(refused)?;
     let via = Via {
         peer: &route.tunnel,
         deadline: grpc_timeout(&parts.headers),
@@ -114,9 +113,11 @@ where
     let replay = match prefetch(body, limits.retry_buffer_bytes as usize) {
         Prefetched::Complete(replay) if limits.retry_buffer_bytes > 0 => replay,
         Prefetched::Complete(replay) => {
-            return once(tunnel, stage, &parts, replay, via, limits).await
+            return once(tunnel, recording, &parts, replay, via, limits).await
         }
-        Prefetched::Streaming(body) => return once(tunnel, stage, &parts, body, via, limits).await,
+        Prefetched::Streaming(body) => {
+            return once(tunnel, recording, &parts, body, via, limits).await
+        }
     };
     // The whole request is here: a call the far end refuses as draining,
     // or that no stream could be opened for, goes to another connection
@@ -128,14 +129,14 @@ where
     loop {
         let (conn, id) = (tunnel.conn.clone(), tunnel.id);
         // In flight on this connection until the call's last byte.
-        stage.hold(tunnel);
-        let attempt = attempt_call(&conn, &parts, replay.again(), via, limits, stage, true);
+        recording.hold(tunnel);
+        let attempt = attempt_call(&conn, &parts, replay.again(), via, limits, recording, true);
         let (back, error) = match attempt.await {
             Ok(resp) => return Ok(resp),
             Err(Failed::Final(u)) => return Err(u),
             Err(Failed::Retry(back, error)) => (back, error),
         };
-        stage = Stage::Durable(*back);
+        recording = Recording::from(*back);
         if error.code() == "draining" {
             // The client said so before its GOAWAY arrived.
             shared.registry.mark_draining(&route.tunnel, id);
@@ -153,7 +154,7 @@ where
                 debug!(error = %error, attempt = tried.len() + 1, "retrying the call on another connection of the tunnel");
                 tunnel = next;
             }
-            None => return Err(Unanswered::Refused(stage.refuse(error).await)),
+            None => return Err(Unanswered::Refused(recording.refuse(error).await)),
         }
     }
 }
@@ -164,7 +165,7 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// Sends a call on `tunnel` once, with no retry.
 async fn once<B>(
     tunnel: Routed,
-    mut stage: Stage,
+    mut recording: Recording,
     parts: &http::request::Parts,
     body: B,
     via: Via<'_>,
@@ -176,6 +177,6 @@ where
 {
     let conn = tunnel.conn.clone();
     // In flight on this connection until the call's last byte.
-    stage.hold(tunnel);
-    open_call(&conn, parts, body, via, limits, stage).await
+    recording.hold(tunnel);
+    open_call(&conn, parts, body, via, limits, recording).await
 }

@@ -13,21 +13,8 @@ use proxy::policy::Scope;
 #[derive(Parser)]
 #[command(version, about, long_about = None, after_help = "Examples:\n  tunnel-server check --config edge.toml\n  tunnel-server run --config edge.toml\n\nLogging: RUST_LOG=info (default), debug or trace.\nSee docs/configuration.md for every key.")]
 struct Cli {
-    /// How log lines are written to stderr: `text` (coloured only on a
-    /// terminal, and never with NO_COLOR set) or `json` (one object per
-    /// line, with the stream's span fields).
-    #[arg(long, global = true, value_enum, default_value_t = proxy::telemetry::LogFormat::Text, env = "TETHER_LOG_FORMAT")]
-    log_format: proxy::telemetry::LogFormat,
-    /// Runtime worker threads; 0 (the default) is one per CPU this
-    /// process can see. A sidecar requesting a fraction of a CPU on a
-    /// large node should set 1.
-    #[arg(
-        long,
-        global = true,
-        default_value_t = 0,
-        env = "TETHER_WORKER_THREADS"
-    )]
-    worker_threads: usize,
+    #[command(flatten)]
+    process: proxy::ops::ProcessArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,8 +57,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    proxy::telemetry::init_with("info", cli.log_format);
-    let runtime = match proxy::lifecycle::runtime::build(cli.worker_threads) {
+    let runtime = match cli.process.start() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

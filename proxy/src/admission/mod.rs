@@ -240,6 +240,7 @@ impl Pending {
             .await
         {
             Ok((trail, receipt)) => Ok(Recording {
+                receipt: Some(receipt),
                 admitted: Admitted {
                     trail,
                     permit,
@@ -249,7 +250,6 @@ impl Pending {
                     held: None,
                     _kept: kept,
                 },
-                receipt,
             }),
             Err(e) => Err(audit_failed(&e, grpc)),
         }
@@ -270,13 +270,31 @@ fn audit_failed(e: &crate::audit::AuditError, grpc: bool) -> Refusal {
 /// what an opener holds while it sends OPEN (which carries nothing of the
 /// caller's beyond what the record names). The far end reaches its
 /// service only after the AUDITED frame, sent once [`Recording::durable`]
-/// yields the [`Admitted`] every body byte requires.
+/// yields the [`Admitted`] every body byte requires. A call the edge
+/// sends again on another connection is a `Recording` made from its
+/// `Admitted`, already durable.
 pub struct Recording {
     admitted: Admitted,
-    receipt: Receipt,
+    /// `None` once the open record is known durable.
+    receipt: Option<Receipt>,
+}
+
+impl From<Admitted> for Recording {
+    fn from(admitted: Admitted) -> Self {
+        Recording {
+            admitted,
+            receipt: None,
+        }
+    }
 }
 
 impl Recording {
+    /// True once the open record is known durable: OPEN and AUDITED can
+    /// then go together.
+    pub fn is_durable(&self) -> bool {
+        self.receipt.is_none()
+    }
+
     /// What the policy allowed: the OPEN frame names exactly that.
     pub fn permit(&self) -> &Permit {
         self.admitted.permit()
@@ -310,6 +328,9 @@ impl Recording {
             mut admitted,
             receipt,
         } = self;
+        let Some(receipt) = receipt else {
+            return Ok(admitted);
+        };
         match admitted.trail.settle_open(receipt).await {
             Ok(_) => Ok(admitted),
             Err(e) => Err(audit_failed(&e, admitted.grpc)),

@@ -22,7 +22,6 @@ use super::{
 };
 use crate::admission::{Admitted, Recording, Refusal};
 use crate::audit::Direction;
-use crate::policy::Permit;
 use crate::wire::{codes, Frame, RefuseCode};
 use crate::Limits;
 
@@ -49,87 +48,10 @@ pub struct Via<'a> {
 /// The OPEN frame's caller field: the verified caller for ingress, the
 /// workload label for egress (the far end knows the tunnel from its
 /// certificate).
-fn open_caller(stage: &Stage) -> String {
-    match stage.direction() {
-        Direction::Ingress => stage.permit().caller().to_string(),
-        Direction::Egress => stage.permit().workload().unwrap_or("").to_string(),
-    }
-}
-
-/// A call's admission as its opener holds it: its first attempt opens the
-/// stream while its open record is being made durable (`Recording`); a
-/// call sent again on another connection is already `Durable`.
-pub enum Stage {
-    /// The open record is durable.
-    Durable(Admitted),
-    /// The open record is queued; OPEN may go, nothing else.
-    Recording(Recording),
-}
-
-impl From<Admitted> for Stage {
-    fn from(a: Admitted) -> Self {
-        Stage::Durable(a)
-    }
-}
-
-impl From<Recording> for Stage {
-    fn from(r: Recording) -> Self {
-        Stage::Recording(r)
-    }
-}
-
-impl Stage {
-    /// What the policy allowed.
-    pub fn permit(&self) -> &Permit {
-        match self {
-            Stage::Durable(a) => a.permit(),
-            Stage::Recording(r) => r.permit(),
-        }
-    }
-
-    fn direction(&self) -> Direction {
-        match self {
-            Stage::Durable(a) => a.direction(),
-            Stage::Recording(r) => r.direction(),
-        }
-    }
-
-    fn stream_id(&self) -> u64 {
-        match self {
-            Stage::Durable(a) => a.stream_id(),
-            Stage::Recording(r) => r.stream_id(),
-        }
-    }
-
-    fn request_id(&self) -> &str {
-        match self {
-            Stage::Durable(a) => a.request_id(),
-            Stage::Recording(r) => r.request_id(),
-        }
-    }
-
-    /// See [`Admitted::hold`].
-    pub fn hold(&mut self, value: impl Send + Sync + 'static) {
-        match self {
-            Stage::Durable(a) => a.hold(value),
-            Stage::Recording(r) => r.hold(value),
-        }
-    }
-
-    /// Waits until the open record is durable.
-    pub async fn durable(self) -> Result<Admitted, Refusal> {
-        match self {
-            Stage::Durable(a) => Ok(a),
-            Stage::Recording(r) => r.durable().await,
-        }
-    }
-
-    /// Refuses the call (its close record carries why).
-    pub async fn refuse(self, error: CallError) -> Refusal {
-        match self {
-            Stage::Durable(a) => a.refuse(error).await,
-            Stage::Recording(r) => r.refuse(error).await,
-        }
+fn open_caller(recording: &Recording) -> String {
+    match recording.direction() {
+        Direction::Ingress => recording.permit().caller().to_string(),
+        Direction::Egress => recording.permit().workload().unwrap_or("").to_string(),
     }
 }
 
@@ -148,11 +70,18 @@ enum OpenSent {
 /// Sends OPEN at once, even while the open record is still being made
 /// durable (the far end decides and records meanwhile, so the two fsyncs
 /// overlap), and AUDITED only once it is durable.
-async fn send_open(send: &mut SendGuard, open: Frame, stage: Stage, limits: &Limits) -> OpenSent {
-    let recording = match stage {
-        Stage::Durable(a) => return OpenSent::Ready(a, vec![open, Frame::Audited]),
-        Stage::Recording(r) => r,
-    };
+async fn send_open(
+    send: &mut SendGuard,
+    open: Frame,
+    recording: Recording,
+    limits: &Limits,
+) -> OpenSent {
+    if recording.is_durable() {
+        return match recording.durable().await {
+            Ok(a) => OpenSent::Ready(a, vec![open, Frame::Audited]),
+            Err(refusal) => OpenSent::Unrecorded(refusal),
+        };
+    }
     let written = write_frame(send.stream(), &open, &limits.wire).await;
     let admitted = match recording.durable().await {
         Ok(a) => a,
@@ -211,13 +140,13 @@ pub async fn open_call<B>(
     body: B,
     via: Via<'_>,
     limits: &Limits,
-    stage: impl Into<Stage>,
+    recording: impl Into<Recording>,
 ) -> Result<Response<HttpBody>, Unanswered>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    match attempt_call(conn, parts, body, via, limits, stage, false).await {
+    match attempt_call(conn, parts, body, via, limits, recording, false).await {
         Ok(resp) => Ok(resp),
         Err(Failed::Final(u)) => Err(u),
         Err(Failed::Retry(admitted, e)) => Err(Unanswered::Refused(admitted.refuse(e).await)),
@@ -234,36 +163,36 @@ pub async fn attempt_call<B>(
     body: B,
     via: Via<'_>,
     limits: &Limits,
-    stage: impl Into<Stage>,
+    recording: impl Into<Recording>,
     retryable: bool,
 ) -> Result<Response<HttpBody>, Failed>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    let stage = stage.into();
+    let recording = recording.into();
     let fin = |u| Failed::Final(u);
-    let span = tracing::debug_span!("call", stream_id = stage.stream_id(), request_id = %stage.request_id(), peer = %via.peer, service = %stage.permit().service());
+    let span = tracing::debug_span!("call", stream_id = recording.stream_id(), request_id = %recording.request_id(), peer = %via.peer, service = %recording.permit().service());
     let (send, recv) = match open_stream(conn, &via, limits).await {
         Ok(s) => s,
         Err(e) if retryable => {
-            return match stage.durable().await {
+            return match recording.durable().await {
                 Ok(admitted) => Err(Failed::Retry(Box::new(admitted), e)),
                 Err(refusal) => Err(fin(Unanswered::Refused(refusal))),
             }
         }
-        Err(e) => return Err(fin(Unanswered::Refused(stage.refuse(e).await))),
+        Err(e) => return Err(fin(Unanswered::Refused(recording.refuse(e).await))),
     };
     let mut send = SendGuard::new(send);
     let open = open_for_request(
         parts,
-        stage.permit().service(),
-        &open_caller(&stage),
-        stage.request_id(),
+        recording.permit().service(),
+        &open_caller(&recording),
+        recording.request_id(),
         body.is_end_stream(),
     );
     let (mut admitted, heads) =
-        match send_open(&mut send, Frame::Open(Box::new(open)), stage, limits).await {
+        match send_open(&mut send, Frame::Open(Box::new(open)), recording, limits).await {
             OpenSent::Ready(admitted, heads) => (admitted, heads),
             OpenSent::Lost(admitted, e) if retryable => {
                 return Err(Failed::Retry(Box::new(admitted), e))
@@ -484,20 +413,20 @@ pub async fn open_tcp(
     conn: &quinn::Connection,
     via: Via<'_>,
     limits: &Limits,
-    stage: impl Into<Stage>,
+    recording: impl Into<Recording>,
 ) -> Result<(TunnelStream, Admitted), Unanswered> {
-    let stage = stage.into();
+    let recording = recording.into();
     let (send, recv) = match open_stream(conn, &via, limits).await {
         Ok(s) => s,
-        Err(e) => return Err(Unanswered::Refused(stage.refuse(e).await)),
+        Err(e) => return Err(Unanswered::Refused(recording.refuse(e).await)),
     };
     let mut send = SendGuard::new(send);
-    let service = stage.permit().service().to_string();
+    let service = recording.permit().service().to_string();
     let open = crate::wire::Open {
         kind: crate::wire::StreamKind::Tcp,
         service: service.clone(),
-        request_id: stage.request_id().to_string(),
-        caller: open_caller(&stage),
+        request_id: recording.request_id().to_string(),
+        caller: open_caller(&recording),
         traceparent: None,
         method: http::Method::CONNECT,
         scheme: "tcp".into(),
@@ -505,7 +434,8 @@ pub async fn open_tcp(
         path: "/".into(),
         headers: http::HeaderMap::new(),
     };
-    let admitted = match send_open(&mut send, Frame::Open(Box::new(open)), stage, limits).await {
+    let admitted = match send_open(&mut send, Frame::Open(Box::new(open)), recording, limits).await
+    {
         OpenSent::Ready(admitted, heads) => {
             let written = write_frames(send.stream(), &heads, &limits.wire).await;
             if let Err(e) = written {

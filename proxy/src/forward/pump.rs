@@ -63,16 +63,13 @@ impl From<WriteError> for SendFail {
     }
 }
 
-/// Writes one already-encoded frame.
+/// Writes one frame.
 pub async fn write_frame(
     send: &mut SendStream,
     frame: &Frame,
     limits: &WireLimits,
 ) -> Result<(), BoxError> {
-    let mut buf = BytesMut::new();
-    encode(frame, limits, &mut buf)?;
-    send.write_all(&buf).await?;
-    Ok(())
+    write_frames(send, std::slice::from_ref(frame), limits).await
 }
 
 /// Writes frames in one write (OPEN and AUDITED together).
