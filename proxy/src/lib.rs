@@ -27,6 +27,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod ops;
 pub mod policy;
+pub mod probes;
 pub mod quota;
 pub mod ready;
 pub mod reset_key;

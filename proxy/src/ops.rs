@@ -141,12 +141,20 @@ pub struct ProcessArgs {
         env = "TETHER_WORKER_THREADS"
     )]
     pub worker_threads: usize,
+    /// Time each stage of every call and serve the sums at `/metrics`
+    /// (`tether_stage_seconds_total`), for bench's latency breakdown.
+    /// Costs two clock reads per stage; off in production.
+    #[arg(long, global = true, env = "TETHER_STAGE_TIMING")]
+    pub stage_timing: bool,
 }
 
 impl ProcessArgs {
     /// Starts logging and builds the runtime the binary runs on.
     pub fn start(&self) -> std::io::Result<tokio::runtime::Runtime> {
         crate::telemetry::init_with("info", self.log_format);
+        if self.stage_timing {
+            crate::probes::stages::enable();
+        }
         crate::lifecycle::runtime::build(self.worker_threads)
     }
 }

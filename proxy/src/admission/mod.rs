@@ -49,6 +49,7 @@ use crate::audit::{AuditDecision, AuditLog, Direction, Ending};
 use crate::forward::{CallError, HttpBody};
 use crate::lifecycle::Lifecycle;
 use crate::policy::{authorize, Decision, Outcome, Permit, PolicyHandle, Subject};
+use crate::probes::stages::{Role, StageClock, Step};
 
 /// Whose policy decides, for the words of a denial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,7 @@ pub struct Pending {
     grpc: bool,
     direction: Direction,
     kept: Option<Kept>,
+    clock: StageClock,
 }
 
 /// Something a stream holds for its whole life (a fair share of the
@@ -123,6 +125,7 @@ impl Pending {
             grpc,
             direction: fields.direction,
             kept: None,
+            clock: StageClock::start(Role::Opener),
         }
     }
 
@@ -170,11 +173,13 @@ impl Pending {
     /// every stream is refused here with the retryable `draining`
     /// (503 / UNAVAILABLE) before any policy is asked.
     pub async fn decide(
-        self,
+        mut self,
         policy: &PolicyHandle,
         subject: &Subject<'_>,
         owner: PolicyOwner,
     ) -> Result<Admitted, Refusal> {
+        // Only the accepting end decides and waits in one step.
+        self.clock.set_role(Role::Acceptor);
         self.decide_early(policy, subject, owner)
             .await?
             .durable()
@@ -188,7 +193,7 @@ impl Pending {
     /// time. Nothing of the caller's reaches the far end before
     /// [`Recording::durable`].
     pub async fn decide_early(
-        self,
+        mut self,
         policy: &PolicyHandle,
         subject: &Subject<'_>,
         owner: PolicyOwner,
@@ -196,7 +201,9 @@ impl Pending {
         if self.life.is_draining() {
             return Err(self.refuse(owner.draining()).await);
         }
-        match authorize(policy, subject) {
+        let decision = authorize(policy, subject);
+        self.clock.mark(Step::Decided);
+        match decision {
             Ok(permit) => self.admit(permit).await,
             Err(decision) => {
                 let error = CallError::Denied {
@@ -234,23 +241,28 @@ impl Pending {
             grpc,
             direction,
             kept,
+            mut clock,
         } = self;
         match trail
             .open_queued(decision, permit.decision().rule(), None)
             .await
         {
-            Ok((trail, receipt)) => Ok(Recording {
-                receipt: Some(receipt),
-                admitted: Admitted {
-                    trail,
-                    permit,
-                    life,
-                    grpc,
-                    direction,
-                    held: None,
-                    _kept: kept,
-                },
-            }),
+            Ok((trail, receipt)) => {
+                clock.mark(Step::Queued);
+                Ok(Recording {
+                    receipt: Some(receipt),
+                    admitted: Admitted {
+                        trail,
+                        permit,
+                        life,
+                        grpc,
+                        direction,
+                        held: None,
+                        _kept: kept,
+                        clock,
+                    },
+                })
+            }
             Err(e) => Err(audit_failed(&e, grpc)),
         }
     }
@@ -320,6 +332,11 @@ impl Recording {
         self.admitted.hold(value);
     }
 
+    /// Marks the end of an opening step ([`Admitted::mark`]).
+    pub fn mark(&mut self, step: Step) {
+        self.admitted.mark(step);
+    }
+
     /// Waits until the open record is durable (per the log's mode). A
     /// record that could not be written refuses the stream with 503 /
     /// UNAVAILABLE, and the stream then has no close record either.
@@ -332,7 +349,10 @@ impl Recording {
             return Ok(admitted);
         };
         match admitted.trail.settle_open(receipt).await {
-            Ok(_) => Ok(admitted),
+            Ok(_) => {
+                admitted.clock.mark(Step::Durable);
+                Ok(admitted)
+            }
             Err(e) => Err(audit_failed(&e, admitted.grpc)),
         }
     }
@@ -377,6 +397,7 @@ pub struct Admitted {
     direction: Direction,
     held: Option<Box<dyn Send + Sync>>,
     _kept: Option<Kept>,
+    clock: StageClock,
 }
 
 impl Admitted {
@@ -417,6 +438,12 @@ impl Admitted {
     /// The request id both ends' records carry.
     pub fn request_id(&self) -> &str {
         self.trail.request_id()
+    }
+
+    /// Marks the end of a forwarding step, for bench's latency
+    /// breakdown ([`crate::probes::stages`]; nothing unless it is on).
+    pub fn mark(&mut self, step: Step) {
+        self.clock.mark(step);
     }
 
     /// How the stream ended so far, for its close record.

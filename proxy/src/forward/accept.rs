@@ -20,6 +20,7 @@ use crate::admission::{validate, Admitted, Pending, PolicyOwner, Refusal, Stream
 use crate::audit::{AuditLog, Direction};
 use crate::lifecycle::Lifecycle;
 use crate::policy::{PolicyHandle, Subject};
+use crate::probes::stages::Step;
 use crate::upstream::Upstream;
 use crate::wire::{self, Frame, Open, StreamKind};
 use crate::{Limits, SpiffeId};
@@ -304,6 +305,7 @@ async fn serve_open<A: Acceptor>(
             return send_refusal(send, admitted.refuse(err).await, &limits.wire).await;
         }
     };
+    admitted.mark(Step::Service);
     let (parts, body) = resp.into_parts();
     let ending = admitted.ending_mut();
     ending.http_status = Some(parts.status.as_u16());
@@ -318,15 +320,18 @@ async fn serve_open<A: Acceptor>(
     // HTTP/1.1 connection cut mid-body, a dead h2c connection) is the
     // service failing, not a cancellation.
     let source_failed = wire::codes::stream::UPSTREAM_RESET;
-    match send_head(
+    let started = send_head(
         &mut send,
         std::slice::from_ref(&head),
         &mut body,
         &limits.wire,
         source_failed,
     )
-    .await
-    {
+    .await;
+    if started.is_ok() {
+        body.mark(Step::ResponseSent);
+    }
+    match started {
         Err(e) => {
             debug!(error = %e, "could not send response head");
             body.fail(format!("could not send the response head: {e}"));
@@ -352,7 +357,10 @@ async fn opener_recorded(
     limits: &Limits,
 ) -> Option<Admitted> {
     let error = match tokio::time::timeout(limits.handshake_timeout, reader.next()).await {
-        Ok(Ok(Some(Frame::Audited))) => return Some(admitted),
+        Ok(Ok(Some(Frame::Audited))) => {
+            admitted.mark(Step::PeerAudited);
+            return Some(admitted);
+        }
         Ok(Ok(Some(other))) => {
             reader.stop(wire::codes::stream::PROTOCOL);
             format!("the opener sent {} before AUDITED", other.frame_type())
@@ -393,7 +401,10 @@ async fn serve_tcp(
         .connect_tcp(limits.connect_timeout, &admitted)
         .await
     {
-        Ok(tcp) => tcp,
+        Ok(tcp) => {
+            admitted.mark(Step::Service);
+            tcp
+        }
         Err(e) => {
             debug!(service = %open.service, url = %upstream.base, error = %e, "TCP connect failed");
             let err = CallError::UpstreamUnavailable {
@@ -411,6 +422,7 @@ async fn serve_tcp(
         admitted.close().await;
         return;
     }
+    admitted.mark(Step::ResponseSent);
     let mut tcp = tcp;
     let stream = TunnelStream { reader, send };
     let outcome = super::tcp::bridge(
@@ -427,6 +439,7 @@ async fn serve_tcp(
     }
     admitted.ending_mut().http_status = Some(200);
     admitted.ending_mut().error = outcome.error;
+    admitted.mark(Step::Finished);
     admitted.close().await;
 }
 

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 use crate::admission::Admitted;
+use crate::probes::stages::Step;
 
 /// Counts the data bytes of a body into a shared counter. Made only from
 /// an [`Admitted`] stream ([`Counted::request`]) or inside an
@@ -89,8 +90,16 @@ impl<B: Body<Data = Bytes> + Unpin> AuditedBody<B> {
         self.finish(Some(error));
     }
 
+    /// Marks a step of the stream this body ends ([`Admitted::mark`]).
+    pub fn mark(&mut self, step: Step) {
+        if let Some(audit) = self.audit.as_mut() {
+            audit.mark(step);
+        }
+    }
+
     fn finish(&mut self, error: Option<String>) {
         if let Some(mut audit) = self.audit.take() {
+            audit.mark(Step::Finished);
             if error.is_some() {
                 audit.ending_mut().error = error;
             }

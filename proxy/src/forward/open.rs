@@ -22,6 +22,7 @@ use super::{
 };
 use crate::admission::{Admitted, Recording, Refusal};
 use crate::audit::Direction;
+use crate::probes::stages::Step;
 use crate::wire::{codes, Frame, RefuseCode};
 use crate::Limits;
 
@@ -73,7 +74,7 @@ enum OpenSent {
 async fn send_open(
     send: &mut SendGuard,
     open: Frame,
-    recording: Recording,
+    mut recording: Recording,
     limits: &Limits,
 ) -> OpenSent {
     if recording.is_durable() {
@@ -83,6 +84,7 @@ async fn send_open(
         };
     }
     let written = write_frame(send.stream(), &open, &limits.wire).await;
+    recording.mark(Step::OpenSent);
     let admitted = match recording.durable().await {
         Ok(a) => a,
         Err(refusal) => {
@@ -170,7 +172,7 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    let recording = recording.into();
+    let mut recording = recording.into();
     let fin = |u| Failed::Final(u);
     let span = tracing::debug_span!("call", stream_id = recording.stream_id(), request_id = %recording.request_id(), peer = %via.peer, service = %recording.permit().service());
     let (send, recv) = match open_stream(conn, &via, limits).await {
@@ -183,6 +185,7 @@ where
         }
         Err(e) => return Err(fin(Unanswered::Refused(recording.refuse(e).await))),
     };
+    recording.mark(Step::Stream);
     let mut send = SendGuard::new(send);
     let open = open_for_request(
         parts,
@@ -212,6 +215,7 @@ where
         codes::stream::CANCELLED,
     )
     .await;
+    admitted.mark(Step::RequestSent);
     let pump = match started {
         // The far end stopped reading before it had the request (it
         // refused the call as soon as it had OPEN): its answer says why.
@@ -258,6 +262,7 @@ where
     };
     match head {
         Ok(Some(Frame::Response(resp))) => {
+            admitted.mark(Step::Response);
             let mut body = TunnelBody::new(reader, content_length(&resp.headers));
             if let Some(pump) = pump {
                 body = body.tie(pump);
@@ -415,11 +420,12 @@ pub async fn open_tcp(
     limits: &Limits,
     recording: impl Into<Recording>,
 ) -> Result<(TunnelStream, Admitted), Unanswered> {
-    let recording = recording.into();
+    let mut recording = recording.into();
     let (send, recv) = match open_stream(conn, &via, limits).await {
         Ok(s) => s,
         Err(e) => return Err(Unanswered::Refused(recording.refuse(e).await)),
     };
+    recording.mark(Step::Stream);
     let mut send = SendGuard::new(send);
     let service = recording.permit().service().to_string();
     let open = crate::wire::Open {
@@ -438,6 +444,8 @@ pub async fn open_tcp(
     {
         OpenSent::Ready(admitted, heads) => {
             let written = write_frames(send.stream(), &heads, &limits.wire).await;
+            let mut admitted = admitted;
+            admitted.mark(Step::RequestSent);
             if let Err(e) = written {
                 let e = CallError::TunnelFailure {
                     reason: e.to_string(),
@@ -466,7 +474,11 @@ pub async fn open_tcp(
         }
     };
     match head {
-        Ok(Some(Frame::Response(_))) => Ok((TunnelStream { reader, send }, admitted)),
+        Ok(Some(Frame::Response(_))) => {
+            let mut admitted = admitted;
+            admitted.mark(Step::Response);
+            Ok((TunnelStream { reader, send }, admitted))
+        }
         other => Err(head_failure(
             other,
             &mut reader,

@@ -190,6 +190,7 @@ impl Metrics {
             &["peer"],
         )?;
         r.register(Box::new(quic_rtt.clone()))?;
+        r.register(Box::new(crate::probes::ProbeCollector))?;
         Ok(Arc::new(Metrics {
             streams_opened: counter_vec(
                 &r,
