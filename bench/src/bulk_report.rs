@@ -385,6 +385,7 @@ mod tests {
                 name: name.into(),
                 cpu: Duration::from_millis(edge_cpu_ms),
                 rss_kib: 4096,
+                probes: Default::default(),
             })
             .collect();
         m

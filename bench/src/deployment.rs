@@ -146,7 +146,7 @@ pub struct TunnelSite {
 
 enum Inner {
     InProcess(Box<Topology>),
-    Processes(Processes),
+    Processes(Box<Processes>),
     Target(Box<Target>),
 }
 
@@ -182,7 +182,7 @@ impl Deployment {
                 let mut processes = vec![Process::current("gen")];
                 processes.extend(children.processes());
                 let idle = usage::idle(&processes);
-                (Inner::Processes(children), processes, idle)
+                (Inner::Processes(Box::new(children)), processes, idle)
             }
             Spec::Target(t) => {
                 let target = Target::resolve(t).await?;

@@ -43,7 +43,8 @@
 //! - [`measurement`]: one measurement's raw figures (HDR histogram, counts,
 //!   CPU, RSS).
 //! - [`procfs`]: a process's CPU and memory from `/proc`; [`usage`]: each
-//!   measured process's use over a measurement window.
+//!   measured process's use over a measurement window, with what its
+//!   [`probes`] (stage timing, heap counts) read from its `/metrics`.
 //! - [`report`]: turns measurements into the summary table and the JSON
 //!   document; [`per_process`] is the table's per-process part.
 //! - [`progress`]: the live progress line on stderr.
@@ -74,6 +75,7 @@ pub mod measurement;
 pub mod nofile;
 pub mod paths;
 pub mod per_process;
+pub mod probes;
 pub mod processes;
 pub mod procfs;
 pub mod progress;

@@ -314,6 +314,8 @@ mod tests {
                     name: name.into(),
                     cpu_us_per_call: 12.5,
                     rss_kib: 2048,
+                    stages_us_per_call: Vec::new(),
+                    heap_per_call: None,
                 })
                 .collect();
             row.edge_client_us_per_call = Some(25.0);

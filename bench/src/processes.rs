@@ -80,6 +80,7 @@ impl Binaries {
 #[derive(Deserialize)]
 struct EdgeReady {
     tunnels: SocketAddr,
+    admin: Option<SocketAddr>,
     ingress: Option<SocketAddr>,
     plaintext: Option<SocketAddr>,
 }
@@ -88,6 +89,7 @@ struct EdgeReady {
 #[derive(Deserialize)]
 struct ClientReady {
     egress: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
 }
 
 /// What `bench upstream` reports when ready.
@@ -111,6 +113,9 @@ pub struct Processes {
     /// The edge's QUIC tunnel listener, where `bench tunnels` registers
     /// tunnels of its own beside the real client's.
     pub tunnels: SocketAddr,
+    /// The edge's and the client's admin listeners, by process name:
+    /// where their probes are read.
+    admins: Vec<(String, SocketAddr)>,
     /// The PKI, configurations, audit logs and children's stderr; removed
     /// on drop, after the children are killed (fields drop in order).
     children: Vec<Child>,
@@ -173,7 +178,8 @@ impl Processes {
                 tunnel_listen: any,
                 ingress_listen: any,
                 plaintext_listen: any,
-                admin_listen: None,
+                // Where the probes are read (bench::probes).
+                admin_listen: Some(any),
                 cp_upstream: up.listen,
                 audit: audit.edge,
             },
@@ -189,7 +195,7 @@ impl Processes {
                 writer,
                 edge_address: e.tunnels,
                 upstream: up.listen,
-                admin_listen: None,
+                admin_listen: Some(any),
                 egress_listen: any,
                 audit: audit.client,
             },
@@ -210,6 +216,10 @@ impl Processes {
                 .context("the client reported no egress listener")?,
             upstream: up.listen,
             tunnels: e.tunnels,
+            admins: [("edge", e.admin), ("client", c.admin)]
+                .into_iter()
+                .filter_map(|(name, a)| Some((name.to_string(), a?)))
+                .collect(),
             children,
             dir,
         })
@@ -223,7 +233,19 @@ impl Processes {
     /// The children, for the per-process figures: edge, client, upstream
     /// (the order of the path a tunnel call takes).
     pub fn processes(&self) -> Vec<Process> {
-        let mut all: Vec<Process> = self.children.iter().map(Child::process).collect();
+        let mut all: Vec<Process> = self
+            .children
+            .iter()
+            .map(|c| {
+                let mut p = c.process();
+                p.admin = self
+                    .admins
+                    .iter()
+                    .find(|(name, _)| *name == p.name)
+                    .map(|(_, a)| *a);
+                p
+            })
+            .collect();
         let rank = |p: &Process| {
             ["edge", "client", "upstream"]
                 .iter()

@@ -13,6 +13,9 @@ pub struct Process {
     pub name: String,
     /// Its pid.
     pub pid: u32,
+    /// Its admin listener, where its probes are read
+    /// ([`crate::probes`]); `None` for processes without one.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl Process {
@@ -21,6 +24,7 @@ impl Process {
         Self {
             name: name.into(),
             pid,
+            admin: None,
         }
     }
 

@@ -293,6 +293,7 @@ impl Report {
             }
         }
         out.push_str(&crate::per_process::table(self));
+        out.push_str(&stage_table(self));
         if let Some(ceiling) = &self.ceiling {
             let _ = writeln!(
                 out,
@@ -316,4 +317,47 @@ impl Report {
     pub fn json(&self) -> anyhow::Result<String> {
         Ok(serde_json::to_string_pretty(self)?)
     }
+}
+
+/// The latency breakdown: each process's mean µs per call in each stage
+/// its probes timed, and its allocations per call; empty when no process
+/// ran with probes (docs/performance.md, "Latency breakdown").
+pub fn stage_table(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for r in &report.rows {
+        for p in &r.processes {
+            if p.stages_us_per_call.is_empty() && p.heap_per_call.is_none() {
+                continue;
+            }
+            let mut line = format!("{} {}:", r.label, p.name);
+            if !p.stages_us_per_call.is_empty() {
+                let total: f64 = p.stages_us_per_call.iter().map(|(_, us)| us).sum();
+                for (stage, us) in &p.stages_us_per_call {
+                    let _ = write!(line, " {stage} {us:.1}");
+                }
+                let _ = write!(
+                    line,
+                    " (sum {total:.1} µs/call, mean latency {:.1})",
+                    r.latency_us.mean
+                );
+            }
+            if let Some(h) = &p.heap_per_call {
+                let _ = write!(
+                    line,
+                    " heap {:.1} allocs {:.0} B per call",
+                    h.allocations, h.bytes
+                );
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if !out.is_empty() {
+        out.insert_str(
+            0,
+            "stages, mean µs per call at each end (--stage-timing; open.* at the end that opens the \
+             tunnel stream, accept.* at the one that reaches the service):\n",
+        );
+    }
+    out
 }

@@ -472,6 +472,7 @@ mod tests {
             name: "edge".into(),
             cpu: Duration::from_millis(edge_cpu_ms),
             rss_kib: 0,
+            probes: Default::default(),
         }];
         m.cpu = Duration::from_millis(edge_cpu_ms);
         Outcome {

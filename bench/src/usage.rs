@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::probes::{self, Probes};
 use crate::procfs::Process;
 
 /// One process's use over one measurement, or over several of the same
@@ -22,18 +23,31 @@ pub struct ProcessUsage {
     /// Resident set size at the end of the window, KiB (merged: the
     /// highest of the windows' ends).
     pub rss_kib: u64,
+    /// What its probes counted inside the window(s): empty unless it ran
+    /// with `--stage-timing` or is a `count-allocations` build.
+    #[serde(skip_serializing_if = "Probes::is_empty")]
+    pub probes: Probes,
 }
 
 /// A measurement window open over some processes.
 pub struct Window {
-    start: Vec<(Process, Option<Duration>)>,
+    start: Vec<(Process, Option<Duration>, Probes)>,
 }
 
 impl Window {
     /// Reads every process's CPU time now.
     pub fn open(processes: &[Process]) -> Self {
         Self {
-            start: processes.iter().map(|p| (p.clone(), p.cpu())).collect(),
+            start: processes
+                .iter()
+                .map(|p| {
+                    (
+                        p.clone(),
+                        p.cpu(),
+                        p.admin.map(probes::scrape).unwrap_or_default(),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -43,15 +57,20 @@ impl Window {
     pub fn close(self) -> Vec<ProcessUsage> {
         self.start
             .into_iter()
-            .map(|(p, before)| {
+            .map(|(p, before, probes_before)| {
                 let cpu = match (before, p.cpu()) {
                     (Some(b), Some(a)) => a.saturating_sub(b),
                     _ => Duration::ZERO,
+                };
+                let probes = match p.admin {
+                    Some(admin) => probes_before.until(&probes::scrape(admin)),
+                    None => Probes::default(),
                 };
                 ProcessUsage {
                     cpu,
                     rss_kib: p.rss_kib().unwrap_or(0),
                     name: p.name,
+                    probes,
                 }
             })
             .collect()
@@ -66,6 +85,7 @@ pub fn merge(into: &mut Vec<ProcessUsage>, other: &[ProcessUsage]) {
             Some(u) => {
                 u.cpu += o.cpu;
                 u.rss_kib = u.rss_kib.max(o.rss_kib);
+                u.probes.add(&o.probes);
             }
             None => into.push(o.clone()),
         }
@@ -86,6 +106,23 @@ pub struct ProcessFigures {
     pub cpu_us_per_call: f64,
     /// Its resident set size at the end of the row's measurement, KiB.
     pub rss_kib: u64,
+    /// Mean µs per successful call of the row in each stage its probes
+    /// timed (`--stage-timing`), in a call's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages_us_per_call: Vec<(String, f64)>,
+    /// Heap allocations (and reallocations) per successful call, with
+    /// their bytes, in a `count-allocations` build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_per_call: Option<HeapPerCall>,
+}
+
+/// One process's heap use per call.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeapPerCall {
+    /// `alloc` + `realloc` calls per call.
+    pub allocations: f64,
+    /// Bytes allocated per call.
+    pub bytes: f64,
 }
 
 impl ProcessFigures {
@@ -95,6 +132,14 @@ impl ProcessFigures {
             name: usage.name.clone(),
             cpu_us_per_call: usage.cpu.as_secs_f64() * 1e6 / calls.max(1) as f64,
             rss_kib: usage.rss_kib,
+            stages_us_per_call: probes::in_call_order(&usage.probes)
+                .into_iter()
+                .map(|(stage, t)| (stage, t.seconds * 1e6 / calls.max(1) as f64))
+                .collect(),
+            heap_per_call: usage.probes.heap.map(|h| HeapPerCall {
+                allocations: (h.allocations + h.reallocations) as f64 / calls.max(1) as f64,
+                bytes: h.bytes as f64 / calls.max(1) as f64,
+            }),
         }
     }
 }
@@ -159,6 +204,7 @@ mod tests {
             name: name.into(),
             cpu: Duration::from_millis(cpu_ms),
             rss_kib: rss,
+            probes: Probes::default(),
         }
     }
 

@@ -144,7 +144,12 @@ pub struct ProcessArgs {
     /// Time each stage of every call and serve the sums at `/metrics`
     /// (`tether_stage_seconds_total`), for bench's latency breakdown.
     /// Costs two clock reads per stage; off in production.
-    #[arg(long, global = true, env = "TETHER_STAGE_TIMING")]
+    #[arg(
+        long,
+        global = true,
+        env = "TETHER_STAGE_TIMING",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub stage_timing: bool,
 }
 
