@@ -355,7 +355,7 @@ pub fn stage_table(report: &Report) -> String {
     if !out.is_empty() {
         out.insert_str(
             0,
-            "stages, mean µs per call at each end (--stage-timing; open.* at the end that opens the \
+            "stages, mean µs per call at each end (TETHER_STAGE_TIMING=1; open.* at the end that opens the \
              tunnel stream, accept.* at the one that reaches the service):\n",
         );
     }
