@@ -11,5 +11,6 @@ fn main() {
         direction: proxy::audit::Direction::Ingress,
         held: None,
         _kept: None,
+        clock: todo!(),
     };
 }
