@@ -37,6 +37,15 @@ impl HoldGate {
         }
     }
 
+    /// Whether a hold is in place: appenders that would write their own
+    /// record queue it instead, so the hold stops every record.
+    pub(super) fn is_held(&self) -> bool {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn set(&self, on: bool) {
         *self
             .held

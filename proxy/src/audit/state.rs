@@ -15,6 +15,10 @@ pub struct AuditStats {
     pub syncs: u64,
     /// Writes or fsyncs that failed (each failed batch counts once).
     pub failures: u64,
+    /// Of `records_written`, those their appender wrote on its own thread
+    /// (`None` and `Interval`, when the file was free); the rest went
+    /// through the writer thread's queue.
+    pub records_inline: u64,
 }
 
 /// The newest record of a log: what a status page shows as the chain head
@@ -35,6 +39,7 @@ pub(super) struct Shared {
     records_written: AtomicU64,
     syncs: AtomicU64,
     failures: AtomicU64,
+    records_inline: AtomicU64,
     progress: tokio::sync::Notify,
     /// The last record on disk: its seq and hash (status pages).
     head: Mutex<Option<ChainHead>>,
@@ -52,6 +57,7 @@ impl Shared {
             records_written: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            records_inline: AtomicU64::new(0),
             progress: tokio::sync::Notify::new(),
             head: Mutex::new(None),
             metrics: std::sync::OnceLock::new(),
@@ -123,6 +129,12 @@ impl Shared {
         self.head.lock().ok().and_then(|h| h.clone())
     }
 
+    /// Counts a record its appender wrote itself (already counted by
+    /// [`Shared::written`]).
+    pub(super) fn wrote_inline(&self) {
+        self.records_inline.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn synced(&self) {
         self.syncs.fetch_add(1, Ordering::Relaxed);
     }
@@ -132,6 +144,7 @@ impl Shared {
             records_written: self.records_written.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            records_inline: self.records_inline.load(Ordering::Relaxed),
         }
     }
 }

@@ -7,6 +7,14 @@
 //! syncs, new requests queue up and form the next batch, so under load one
 //! fsync covers many records.
 //!
+//! Under `None` and `Interval` an appender writes its record itself, on
+//! its own thread, when it finds the worker free (see
+//! `AuditLog::queue`): the worker sits behind a mutex shared by the
+//! writer thread and every handle, so the chain stays one sequence, and
+//! a record costs no hand-off to the writer and back. The writer thread
+//! then serves the rest: records that found the worker busy, rotation,
+//! `Always`, and the background fsync.
+//!
 //! Records are sealed against a tentative chain head; the head only moves
 //! when their bytes are committed. A failed write or fsync is rolled back
 //! (the file cut back to its committed length) and every record not yet
@@ -14,10 +22,10 @@
 //! torn line.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use super::chain::{seal_encoded, Head, Sealed};
 use super::clock;
@@ -51,12 +59,25 @@ pub(super) enum Request {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), AuditError>>,
     },
+    /// An appender wrote a record itself and left the log unsynced: the
+    /// writer wakes to start the period of its background fsync.
+    Nudge,
+}
+
+/// Who learns a staged record's outcome.
+enum Reply {
+    /// A queued appender, waiting on its receipt.
+    Waiter(oneshot::Sender<Result<u64, AuditError>>),
+    /// Nobody: a detached record (a close written from `Drop`).
+    Detached,
+    /// The appender writing it on its own thread, from `flush`'s result.
+    Caller,
 }
 
 /// A sealed record and its waiter.
 struct Staged {
     sealed: Sealed,
-    reply: Option<oneshot::Sender<Result<u64, AuditError>>>,
+    reply: Reply,
 }
 
 impl Staged {
@@ -64,20 +85,22 @@ impl Staged {
     /// would see it; the log is already marked unhealthy).
     fn answer(self, outcome: Result<u64, AuditError>) {
         match (self.reply, outcome) {
-            (Some(reply), outcome) => {
+            (Reply::Waiter(reply), outcome) => {
                 // A waiter that gave up still has its record written: it
                 // was queued, so it is part of the chain.
                 let _ = reply.send(outcome);
             }
-            (None, Ok(_)) => {}
-            (None, Err(e)) => {
+            (Reply::Detached, Err(e)) => {
                 tracing::error!(error = %e, "audit record (stream close) could not be written");
             }
+            (Reply::Detached | Reply::Caller, _) => {}
         }
     }
 }
 
-/// The writer's state; owned by its thread.
+/// The log's file and chain; behind a mutex shared by the writer thread
+/// and the handles that write their own records.
+#[derive(Debug)]
 pub(super) struct Worker {
     pub(super) segment: Segment,
     pub(super) head: Head,
@@ -86,36 +109,33 @@ pub(super) struct Worker {
     pub(super) close_sync: std::time::Duration,
     pub(super) max_file_bytes: u64,
     pub(super) shared: Arc<Shared>,
-    /// Records are written but not yet fsynced (`Interval`, and
-    /// `Always`'s close records); the next fsync clears it.
-    pub(super) dirty: bool,
+    /// Since when records are written but not yet fsynced (`Interval`,
+    /// and `Always`'s close records); the next fsync clears it. The
+    /// background fsync's period counts from here.
+    pub(super) dirty_since: Option<Instant>,
 }
 
 impl Worker {
     /// Serves requests until every handle is dropped, then fsyncs what
     /// the log still holds unsynced (`Interval`, and `Always`'s close
-    /// records).
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let period = match self.durability {
-            Durability::Interval(d) => Some(d),
-            Durability::Always => Some(self.close_sync),
-            Durability::None => None,
-        };
-        let mut next_sync = Instant::now() + period.unwrap_or_default();
+    /// records). The lock is never held across an await: only while a
+    /// batch or a background fsync runs.
+    pub(super) async fn run(worker: Arc<Mutex<Worker>>, mut rx: mpsc::Receiver<Request>) {
+        let lock = || worker.lock().unwrap_or_else(PoisonError::into_inner);
+        let period = lock().sync_period();
         loop {
-            let first = match period {
-                Some(period) if self.dirty => tokio::select! {
+            let deadline = period.and_then(|p| lock().dirty_since.map(|since| since + p));
+            let first = match deadline {
+                Some(deadline) => tokio::select! {
                     r = rx.recv() => r,
-                    () = tokio::time::sleep_until(next_sync) => {
-                        self.periodic_sync();
-                        next_sync = Instant::now() + period;
+                    () = tokio::time::sleep_until(deadline.into()) => {
+                        lock().periodic_sync();
                         continue;
                     }
                 },
-                _ => rx.recv().await,
+                None => rx.recv().await,
             };
             let Some(first) = first else { break };
-            let was_dirty = self.dirty;
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -124,23 +144,63 @@ impl Worker {
                 }
             }
             #[cfg(any(test, feature = "testing"))]
-            self.shared.hold.wait_while_held();
-            self.process(batch);
-            if let Some(period) = period {
-                if self.dirty && !was_dirty {
-                    // The period counts from the first unsynced write.
-                    next_sync = Instant::now() + period;
-                } else if self.dirty && Instant::now() >= next_sync {
-                    // Under constant load the select above may always find
-                    // a request ready; sync here too so the period holds.
-                    self.periodic_sync();
-                    next_sync = Instant::now() + period;
+            lock().shared.hold.wait_while_held();
+            let mut worker = lock();
+            worker.process(batch);
+            // Under constant load the select above may always find a
+            // request ready; sync here too so the period holds.
+            if let (Some(period), Some(since)) = (period, worker.dirty_since) {
+                if since.elapsed() >= period {
+                    worker.periodic_sync();
                 }
             }
         }
-        if self.dirty {
-            self.periodic_sync();
+        let mut worker = lock();
+        if worker.dirty_since.is_some() {
+            worker.periodic_sync();
         }
+    }
+
+    /// How long a written record may stay unsynced: the background
+    /// fsync's period, if the mode has one.
+    fn sync_period(&self) -> Option<std::time::Duration> {
+        match self.durability {
+            Durability::Interval(d) => Some(d),
+            Durability::Always => Some(self.close_sync),
+            Durability::None => None,
+        }
+    }
+
+    /// Writes one record on the appender's thread and returns its seq:
+    /// for `None` and `Interval` while the log is healthy, where a record
+    /// needs no fsync before it is answered. `None` when it must go
+    /// through the writer instead (another mode, an unhealthy log that
+    /// must prove itself with an fsync, or a record that needs the live
+    /// file rotated first); nothing is written then.
+    pub(super) fn write_inline(
+        &mut self,
+        event: &EncodedEvent,
+        detached: bool,
+    ) -> Option<Result<u64, AuditError>> {
+        if matches!(self.durability, Durability::Always) || !self.shared.healthy() {
+            return None;
+        }
+        let sealed = seal_encoded(self.head.next_seq, &self.head.prev, &clock::now(), event);
+        let used = self.segment.len();
+        if used > 0 && used + sealed.line.len() as u64 > self.max_file_bytes {
+            return None;
+        }
+        let seq = sealed.seq;
+        let reply = if detached {
+            Reply::Detached
+        } else {
+            Reply::Caller
+        };
+        let outcome = self.flush(vec![Staged { sealed, reply }], false);
+        if outcome.is_ok() {
+            self.shared.wrote_inline();
+        }
+        Some(outcome.map(|()| seq).map_err(AuditError::Unavailable))
     }
 
     /// Handles one batch.
@@ -165,9 +225,11 @@ impl Worker {
                         next_seq: sealed.seq.saturating_add(1),
                         prev: sealed.hash.clone(),
                     };
+                    let reply = reply.map_or(Reply::Detached, Reply::Waiter);
                     staged.push_back(Staged { sealed, reply });
                 }
                 Request::Sync { reply } => syncs.push(reply),
+                Request::Nudge => {}
             }
         }
         // Interval mode proves recovery with an fsync before acknowledging;
@@ -222,15 +284,20 @@ impl Worker {
             next_seq: last.sealed.seq.saturating_add(1),
             prev: last.sealed.hash.clone(),
         };
-        let started = std::time::Instant::now();
-        let mut bytes = Vec::with_capacity(chunk.iter().map(|s| s.sealed.line.len()).sum());
-        for s in &chunk {
-            bytes.extend_from_slice(&s.sealed.line);
-        }
-        let outcome = self
-            .segment
-            .write(&bytes)
-            .map_err(|e| format!("write failed: {e}"));
+        let started = Instant::now();
+        let outcome = match chunk.as_slice() {
+            // One record (every record written on its appender's thread):
+            // its line as it is, without a copy.
+            [one] => self.segment.write(&one.sealed.line),
+            _ => {
+                let mut bytes = Vec::with_capacity(chunk.iter().map(|s| s.sealed.line.len()).sum());
+                for s in &chunk {
+                    bytes.extend_from_slice(&s.sealed.line);
+                }
+                self.segment.write(&bytes)
+            }
+        };
+        let outcome = outcome.map_err(|e| format!("write failed: {e}"));
         let outcome = outcome.and_then(|()| {
             if must_sync {
                 self.segment
@@ -251,9 +318,9 @@ impl Worker {
         }
         self.segment.commit();
         if must_sync {
-            self.dirty = false;
-        } else if unsynced {
-            self.dirty = true;
+            self.dirty_since = None;
+        } else if unsynced && self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
         }
         self.head = new_head;
         self.shared.written(chunk.len() as u64);
@@ -274,7 +341,7 @@ impl Worker {
     /// unsynced (nothing would sync it once it is closed); failures are
     /// reported like write failures.
     fn rotate(&mut self) -> Result<(), String> {
-        if self.dirty {
+        if self.dirty_since.is_some() {
             self.sync_now().map_err(|e| e.to_string())?;
         }
         self.segment.rotate().map_err(|e| {
@@ -285,9 +352,12 @@ impl Worker {
     }
 
     /// The background fsync of `Interval` mode and of `Always`'s close
-    /// records; a failure leaves the log dirty, so it is retried.
+    /// records; a failure leaves the log dirty, so it is retried a period
+    /// later.
     fn periodic_sync(&mut self) {
-        let _ = self.sync_now();
+        if self.sync_now().is_err() {
+            self.dirty_since = Some(Instant::now());
+        }
     }
 
     /// Fsyncs now; a failure marks the log unhealthy.
@@ -295,7 +365,7 @@ impl Worker {
         match self.segment.sync() {
             Ok(()) => {
                 self.shared.synced();
-                self.dirty = false;
+                self.dirty_since = None;
                 Ok(())
             }
             Err(e) => {

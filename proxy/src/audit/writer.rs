@@ -1,11 +1,13 @@
 //! [`AuditLog`]: the handle streams use to append records.
 //!
-//! Appends go through a bounded queue to one writer thread (see
-//! [`super::worker`]), which owns the file. Appenders wait when the queue is
-//! full, so a slow disk slows admission of new streams instead of growing
-//! memory.
+//! Under `Always`, appends go through a bounded queue to one writer
+//! thread (see [`super::worker`]), which batches them under one fsync.
+//! Under `None` and `Interval` an appender writes its record itself when
+//! it finds the file free, and queues it otherwise. Appenders wait when
+//! the queue is full, so a slow disk slows admission of new streams
+//! instead of growing memory.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,6 +32,11 @@ pub const QUEUE_CAPACITY: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Request>,
+    /// The file and chain, shared with the writer thread: appenders write
+    /// through it themselves under `None` and `Interval`.
+    worker: Arc<Mutex<Worker>>,
+    /// The mode lets appenders write their own records (not `Always`).
+    inline: bool,
     side: Side,
     shared: Arc<Shared>,
     #[cfg(test)]
@@ -61,8 +68,9 @@ impl AuditLog {
             close_sync: config.close_sync,
             max_file_bytes: config.max_file_bytes,
             shared: shared.clone(),
-            dirty: false,
+            dirty_since: None,
         };
+        let worker = Arc::new(Mutex::new(worker));
         let open_error = |e: std::io::Error| AuditError::Open {
             path: config.path.clone(),
             reason: format!("cannot start the writer: {e}"),
@@ -75,12 +83,15 @@ impl AuditLog {
             .build()
             .map_err(open_error)?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = worker.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || runtime.block_on(worker.run(rx)))
+            .spawn(move || runtime.block_on(Worker::run(writer, rx)))
             .map_err(open_error)?;
         Ok(AuditLog {
             tx,
+            worker,
+            inline: !matches!(config.durability, super::Durability::Always),
             side: config.side,
             shared,
             #[cfg(test)]
@@ -114,6 +125,9 @@ impl AuditLog {
     /// the record was not queued.
     pub(crate) async fn queue(&self, event: &AuditEvent) -> Result<Receipt, AuditError> {
         let encoded = self.encode(event)?;
+        if let Some(outcome) = self.write_inline(&encoded, false) {
+            return Ok(Receipt::Ready(outcome));
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Append {
@@ -123,7 +137,40 @@ impl AuditLog {
             })
             .await
             .map_err(|_| self.stopped())?;
-        Ok(Receipt(rx))
+        Ok(Receipt::Waiting(rx))
+    }
+
+    /// Writes a record on this thread when the mode allows it (not
+    /// `Always`) and the file is free this instant: no hand-off to the
+    /// writer thread and back, which under `None` was most of a record's
+    /// cost. `None`: the record must be queued (the writer is busy with a
+    /// batch or a background fsync, the log is unhealthy, the record needs
+    /// a rotation, or a test holds the writer); nothing was written.
+    /// Never waits for the lock, so a runtime thread never blocks on
+    /// another's fsync; it does wait for its own `write` to the OS.
+    fn write_inline(
+        &self,
+        encoded: &EncodedEvent,
+        detached: bool,
+    ) -> Option<Result<u64, AuditError>> {
+        if !self.inline {
+            return None;
+        }
+        #[cfg(any(test, feature = "testing"))]
+        if self.shared.hold.is_held() {
+            return None;
+        }
+        let mut worker = self.worker.try_lock().ok()?;
+        let was_clean = worker.dirty_since.is_none();
+        let outcome = worker.write_inline(encoded, detached)?;
+        let now_dirty = was_clean && worker.dirty_since.is_some();
+        drop(worker);
+        if now_dirty {
+            // The writer starts the background fsync's period; if its
+            // queue is full it is busy and looks at the log after that.
+            let _ = self.tx.try_send(Request::Nudge);
+        }
+        Some(outcome)
     }
 
     /// Waits for a queued record's outcome (its seq once durable per the
@@ -133,7 +180,10 @@ impl AuditLog {
         receipt: Receipt,
         event: &AuditEvent,
     ) -> Result<u64, AuditError> {
-        let outcome = receipt.0.await.map_err(|_| self.stopped())?;
+        let outcome = match receipt {
+            Receipt::Ready(outcome) => outcome,
+            Receipt::Waiting(rx) => rx.await.map_err(|_| self.stopped())?,
+        };
         // An open that failed is not a stream that opened (it is refused
         // unrecorded); a close that failed still ends its stream.
         if outcome.is_ok() || event.event == super::record::Event::Close {
@@ -168,6 +218,12 @@ impl AuditLog {
                 return;
             }
         };
+        if let Some(outcome) = self.write_inline(&event, true) {
+            if let Err(e) = outcome {
+                tracing::error!(error = %e, "audit record (stream close) could not be written");
+            }
+            return;
+        }
         let request = Request::Append {
             event,
             reply: None,
@@ -275,4 +331,9 @@ impl AuditLog {
 
 /// The outcome of a record [`AuditLog::queue`]d, to be awaited with
 /// [`AuditLog::settle`].
-pub(crate) struct Receipt(oneshot::Receiver<Result<u64, AuditError>>);
+pub(crate) enum Receipt {
+    /// Written on the appender's thread: the outcome is known.
+    Ready(Result<u64, AuditError>),
+    /// Queued for the writer thread, which answers here.
+    Waiting(oneshot::Receiver<Result<u64, AuditError>>),
+}

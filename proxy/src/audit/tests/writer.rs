@@ -343,3 +343,95 @@ fn lines_of(bytes: &[u8]) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+#[tokio::test]
+async fn none_and_interval_appenders_write_their_own_records() {
+    for durability in [
+        Durability::None,
+        Durability::Interval(Duration::from_secs(3600)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), durability);
+        for n in 0..5 {
+            assert_eq!(log.append(open_event(n)).await.unwrap(), n);
+        }
+        let stats = log.stats();
+        assert_eq!(stats.records_written, 5);
+        // Nobody else touches the log: each found the file free.
+        assert_eq!(stats.records_inline, 5, "{durability:?}");
+        assert_eq!(lines(&dir.path().join("audit.log")).len(), 5);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), Durability::Always);
+    log.append(open_event(0)).await.unwrap();
+    assert_eq!(log.stats().records_inline, 0, "always goes through fsync");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_own_writes_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), Durability::None);
+    let tasks: Vec<_> = (0..400)
+        .map(|n| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                if n % 2 == 0 {
+                    log.append(open_event(n)).await.map(Some)
+                } else {
+                    log.append_detached(&close_event(n));
+                    Ok(None)
+                }
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        if let Some(seq) = t.await.unwrap().unwrap() {
+            seqs.push(seq);
+        }
+    }
+    log.wait_written(400).await;
+    log.sync().await.unwrap();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 200, "every waited-for record got its own seq");
+    let report = verify_files(&chain_files(&dir.path().join("audit.log"))).unwrap();
+    assert_eq!(report.records, 400);
+}
+
+#[tokio::test]
+async fn held_writer_holds_records_appenders_would_write_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), Durability::None);
+    let hold = log.hold();
+    let pending = {
+        let log = log.clone();
+        tokio::spawn(async move { log.append(open_event(0)).await })
+    };
+    hold.stalled().await;
+    assert_eq!(log.stats().records_written, 0, "nothing written while held");
+    assert!(lines(&dir.path().join("audit.log")).is_empty());
+    hold.release();
+    assert_eq!(pending.await.unwrap().unwrap(), 0);
+    assert_eq!(log.stats().records_inline, 0, "it went through the writer");
+}
+
+#[tokio::test]
+async fn own_writes_leave_rotation_to_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let log = AuditLog::open(AuditConfig {
+        max_file_bytes: 100, // every record rotates
+        ..config(dir.path(), Durability::None)
+    })
+    .unwrap();
+    for n in 0..3 {
+        assert_eq!(log.append(open_event(n)).await.unwrap(), n);
+    }
+    // The first fits the empty live file; the others need a rotation.
+    assert_eq!(log.stats().records_inline, 1);
+    let files = chain_files(&path);
+    assert_eq!(files.len(), 3);
+    assert!(files.iter().all(|f| lines(f).len() == 1));
+    assert_eq!(verify_files(&files).unwrap().records, 3);
+}
