@@ -14,7 +14,8 @@ use super::headers::CLIENT_CERT_HEADER;
 use super::observe::AuditedBody;
 use super::tcp::{Socket, TunnelStream};
 use super::{
-    pump_body, send_head, write_frame, CallError, FrameReader, SendGuard, Started, TunnelBody,
+    pump_body, send_head, write_frame, CallError, FrameReader, PumpOutcome, SendGuard, Started,
+    TunnelBody,
 };
 use crate::admission::{validate, Admitted, Pending, PolicyOwner, Refusal, StreamFields};
 use crate::audit::{AuditLog, Direction};
@@ -337,6 +338,15 @@ async fn serve_open<A: Acceptor>(
             body.fail(format!("could not send the response head: {e}"));
         }
         Ok(Started::Done(outcome)) => debug!(?outcome, "response body done with its head"),
+        Ok(Started::Finished { bytes }) => {
+            // The call is over once the opener has all of the response
+            // (see `SendGuard::finish_acked`); only this task waits.
+            let outcome = match send.acked().await {
+                Ok(()) => PumpOutcome::Done { bytes },
+                Err(error) => PumpOutcome::ConnectionLost { error, bytes },
+            };
+            debug!(?outcome, "response body done with its head");
+        }
         Ok(Started::Pump) => {
             let outcome = pump_body(body, &mut send, &limits.wire, source_failed).await;
             debug!(?outcome, "response body done");

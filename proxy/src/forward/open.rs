@@ -230,6 +230,17 @@ where
             debug!(parent: &span, ?outcome, "request body done with its head");
             None
         }
+        // The whole request went out and the stream is finished. Nobody
+        // waits for its acknowledgement: the response comes no sooner for
+        // it (before, waiting for it here was most of `request_sent`),
+        // and quinn keeps retransmitting the finished stream until it is
+        // acknowledged; a shutdown closes the connection only once this
+        // call's response is over, and the far end answers after it had
+        // the request.
+        Ok(Started::Finished { bytes }) => {
+            debug!(parent: &span, bytes, "request sent with its head");
+            None
+        }
         Ok(Started::Pump) => {
             let wire = limits.wire;
             // Owned by the response body (`tie`), or aborted with it; one

@@ -143,6 +143,13 @@ pub enum Started {
     /// The body ended within what was ready: the stream is finished (or
     /// reset, if the body failed) and nothing is left to pump.
     Done(PumpOutcome),
+    /// The whole body went out with the head and the stream is finished;
+    /// the peer has not necessarily acknowledged it yet (wait with
+    /// [`SendGuard::acked`] where that matters).
+    Finished {
+        /// Body bytes sent.
+        bytes: u64,
+    },
     /// The head and the ready part of the body went out; pump the rest
     /// with [`pump_body`].
     Pump,
@@ -210,10 +217,11 @@ where
     if !ended {
         return Ok(Started::Pump);
     }
-    Ok(Started::Done(match guard.finish_acked().await {
-        Ok(()) => PumpOutcome::Done { bytes },
-        Err(error) => PumpOutcome::ConnectionLost { error, bytes },
-    }))
+    if let Err(e) = guard.finish() {
+        let error = e.to_string();
+        return Ok(Started::Done(PumpOutcome::ConnectionLost { error, bytes }));
+    }
+    Ok(Started::Finished { bytes })
 }
 
 /// Owns a send stream and resets it if dropped before it was finished.
@@ -249,6 +257,12 @@ impl SendGuard {
     /// acknowledgement delay, not the caller.
     pub async fn finish_acked(&mut self) -> Result<(), String> {
         self.finish().map_err(|e| e.to_string())?;
+        self.acked().await
+    }
+
+    /// Waits until the peer has acknowledged every byte of a finished
+    /// stream (see [`SendGuard::finish_acked`]).
+    pub async fn acked(&mut self) -> Result<(), String> {
         match self.send.stopped().await {
             // Acknowledged, or stopped by the peer after it had the FIN:
             // nothing of ours is lost either way.
