@@ -21,7 +21,7 @@ use tether_tests::pb::EchoRequest;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::deployment::{CeilingKeys, Deployment, Endpoint};
+use crate::deploy::deployment::{CeilingKeys, Deployment, Endpoint};
 
 /// HTTP/2 connections per path, as a real client pool would use: enough
 /// to spread the calls over more than one connection task, few enough that
@@ -168,7 +168,7 @@ pub enum EchoMode {
     /// `rate`: one small call per stream).
     Echo,
     /// Answers the upload and download requests of the `bulk` scenario
-    /// ([`bulk_quic`](crate::bulk_quic)): gigabytes per stream, counted,
+    /// ([`bulk_quic`](crate::load::bulk::quic)): gigabytes per stream, counted,
     /// never held in memory.
     Bulk,
 }
@@ -227,7 +227,7 @@ async fn accept_loop(server: quinn::Endpoint, mode: EchoMode) {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 match mode {
                     EchoMode::Echo => tokio::spawn(echo_stream(send, recv)),
-                    EchoMode::Bulk => tokio::spawn(crate::bulk_quic::serve(send, recv)),
+                    EchoMode::Bulk => tokio::spawn(crate::load::bulk::quic::serve(send, recv)),
                 };
             }
         });

@@ -1,0 +1,78 @@
+//! `--report DIR`: writes a run's report into a directory, as files to
+//! keep beside the code that produced them: `report.md` (for people),
+//! `report.json` (the document `--json` prints), `latency.svg` and
+//! `throughput.svg` (the charts `report.md` embeds).
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+use crate::report::charts;
+use crate::report::markdown;
+use crate::report::model::Report;
+use crate::report::provenance::Provenance;
+
+/// The markdown report.
+pub const MARKDOWN: &str = "report.md";
+/// The JSON document.
+pub const JSON: &str = "report.json";
+/// Latency across the percentile spectrum.
+pub const LATENCY_SVG: &str = "latency.svg";
+/// Throughput over time.
+pub const THROUGHPUT_SVG: &str = "throughput.svg";
+
+/// Writes every report file into `dir`, creating it if missing and
+/// replacing files of a previous report. Returns the markdown file's path.
+pub fn write(dir: &Path, report: &Report, provenance: &Provenance) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the report directory {}", dir.display()))?;
+    let charts = [
+        ("Latency by percentile", LATENCY_SVG),
+        ("Throughput over time", THROUGHPUT_SVG),
+    ];
+    let markdown = markdown::render(report, provenance, SystemTime::now(), &charts);
+    let files = [
+        (JSON, report.json()? + "\n"),
+        (LATENCY_SVG, charts::latency(report)),
+        (THROUGHPUT_SVG, charts::throughput(report, "calls")),
+        (MARKDOWN, markdown),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir.join(MARKDOWN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::report;
+
+    #[test]
+    fn every_file_is_written_into_a_new_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("nested").join("report");
+        let report = report();
+        let md = write(&dir, &report, &Provenance::collect()).unwrap();
+        assert_eq!(md, dir.join(MARKDOWN));
+        for name in [MARKDOWN, JSON, LATENCY_SVG, THROUGHPUT_SVG] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert!(!text.is_empty(), "{name} is empty");
+        }
+        let json = std::fs::read_to_string(dir.join(JSON)).unwrap();
+        assert_eq!(json.trim_end(), report.json().unwrap());
+        // Written twice, the same directory is simply refreshed.
+        write(&dir, &report, &Provenance::collect()).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let err = write(&file, &report(), &Provenance::collect()).unwrap_err();
+        assert!(format!("{err:#}").contains("a-file"), "{err:#}");
+    }
+}

@@ -1,0 +1,26 @@
+//! Measurements turned into figures, and figures into documents.
+//!
+//! - [`model`]: the summary table and the JSON document of `unary`,
+//!   `rate`, `audit` and the rows of `tunnels`; [`per_process`] is the
+//!   table's per-process part.
+//! - [`bulk`]: the `bulk` scenario's figures, written with `--report` by
+//!   [`bulk_dir`].
+//! - [`tunnels`]: the `tunnels` scenario's document; its table is
+//!   [`tunnels_table`].
+//! - [`dir`]: `--report DIR`, the report as files: [`markdown`]
+//!   (`report.md`, with the machine from [`provenance`]), the JSON, and
+//!   [`charts`] drawn by the hand-written [`svg`] line chart.
+
+pub mod bulk;
+pub mod bulk_dir;
+pub mod charts;
+pub mod dir;
+#[cfg(test)]
+pub(crate) mod fixtures;
+pub mod markdown;
+pub mod model;
+pub mod per_process;
+pub mod provenance;
+pub mod svg;
+pub mod tunnels;
+pub mod tunnels_table;
