@@ -10,12 +10,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::byte_size::ByteSize;
+use crate::deploy::audit::Audit;
 use crate::deploy::deploy_args::DeployArgs;
-use crate::load::bulk::caller::Direction;
+use crate::load::bulk::transfer::Direction;
 use crate::paths::Path;
 use crate::report::model::Report;
 use crate::report::provenance::Provenance;
-use crate::scenarios::audit::{self, Audit, AuditConfig};
+use crate::scenarios::audit::{self, AuditConfig};
 use crate::scenarios::bulk::{self, BulkConfig, BulkLoad};
 use crate::scenarios::fairness::{self, FairnessConfig};
 use crate::scenarios::fleet::{self, FleetConfig};
@@ -425,7 +426,7 @@ fn tunnels_output(
         print!("{}", crate::report::tunnels_table::table(report));
     }
     if let Some(dir) = &output.report {
-        let markdown = report.write_dir(dir, provenance)?;
+        let markdown = crate::report::dir::write_tunnels(dir, report, provenance)?;
         if !output.quiet {
             eprintln!("report written to {}", markdown.display());
         }

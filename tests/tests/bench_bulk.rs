@@ -11,11 +11,12 @@
 use std::time::Duration;
 
 use bench::byte_size::MIB;
+use bench::deploy::audit::Audit;
+use bench::deploy::audit::AuditModes;
 use bench::deploy::deployment::{Deployment, Spec};
-use bench::deploy::processes::AuditModes;
-use bench::load::bulk::caller::{self, Direction};
+use bench::load::bulk::caller;
+use bench::load::bulk::transfer::Direction;
 use bench::paths::Path;
-use bench::scenarios::audit::Audit;
 use bench::scenarios::bulk::{self, BulkConfig, BulkLoad};
 use http::Method;
 use http_body_util::BodyExt as _;

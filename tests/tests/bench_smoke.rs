@@ -67,7 +67,7 @@ async fn unary_over_every_path_reports_sound_figures() {
     let report = unary::run(&UnaryConfig {
         paths: Path::ALL.to_vec(),
         rounds: 1,
-        audit: bench::scenarios::audit::Audit::Always,
+        audit: bench::deploy::audit::Audit::Always,
         load: ClosedLoop {
             concurrency: 2,
             duration: WINDOW,

@@ -12,22 +12,21 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use certs::{Ca, IdentityKind};
 use proxy::audit::AuditStats;
-use proxy::tls::TlsIdentity;
 use tether_tests::files;
 use tether_tests::pb::EchoRequest;
 use tether_tests::topology::{tls_identity, Options, Topology, DOMAIN, TRUST_DOMAIN, TUNNEL};
 
-use crate::deploy::processes::{AuditModes, Binaries, Processes};
+use crate::deploy::audit::AuditModes;
+use crate::deploy::processes::{Binaries, Processes};
 use crate::deploy::target::{Target, TargetSpec};
 use crate::measure::procfs::Process;
 use crate::measure::usage::{self, ProcessInfo};
-use crate::paths::Path;
+use crate::paths::{self, CeilingKeys, Endpoint, Path};
 
 /// How long the tunnel may take to carry its first call after the client
 /// reports it connected (the edge registers it a moment after answering).
@@ -101,31 +100,6 @@ impl Spec {
         }
         Ok(asked.to_vec())
     }
-}
-
-/// Where one gRPC path sends its calls.
-#[derive(Clone, Debug)]
-pub struct Endpoint {
-    /// The address to connect to.
-    pub addr: SocketAddr,
-    /// The `:authority` calls carry (the routing host, or the upstream's
-    /// name at the egress listener).
-    pub authority: String,
-    /// mTLS, and the name the server's certificate is verified for; `None`
-    /// for plaintext h2c.
-    pub tls: Option<(rustls::ClientConfig, String)>,
-}
-
-/// What the `ceiling` path's bare QUIC endpoints present and trust.
-pub struct CeilingKeys {
-    /// The CA every identity chains to.
-    pub roots: Arc<rustls::RootCertStore>,
-    /// The identity the echo server presents (the edge's).
-    pub edge: TlsIdentity,
-    /// The identity the client presents (a tunnel's).
-    pub tunnel: TlsIdentity,
-    /// The trust domain both must belong to.
-    pub trust_domain: String,
 }
 
 /// Where `bench tunnels` registers tunnels of its own, and what it needs
@@ -215,7 +189,7 @@ impl Deployment {
         let deadline = Instant::now() + TUNNEL_DEADLINE;
         loop {
             let attempt = async {
-                let mut client = crate::paths::grpc(&endpoint).await?;
+                let mut client = paths::grpc(&endpoint).await?;
                 client.unary(EchoRequest::default()).await?;
                 anyhow::Ok(())
             };

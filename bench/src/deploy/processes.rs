@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use proxy::audit::Durability;
 use serde::Deserialize;
 use tether_tests::files::{self, ClientFiles, EdgeFiles, Policies};
 
+use crate::deploy::audit::AuditModes;
 use crate::deploy::child::Child;
 use crate::measure::procfs::Process;
 
@@ -120,25 +120,6 @@ pub struct Processes {
     /// on drop, after the children are killed (fields drop in order).
     children: Vec<Child>,
     dir: tempfile::TempDir,
-}
-
-/// Audit durability at each end.
-#[derive(Clone, Copy, Debug)]
-pub struct AuditModes {
-    /// The edge's.
-    pub edge: Durability,
-    /// The client's.
-    pub client: Durability,
-}
-
-impl AuditModes {
-    /// `mode` at both ends.
-    pub fn both(mode: Durability) -> Self {
-        Self {
-            edge: mode,
-            client: mode,
-        }
-    }
 }
 
 impl Processes {

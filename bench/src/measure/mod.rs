@@ -7,6 +7,7 @@
 //!   [`probes`] (stage timing, heap counts) read from its `/metrics`.
 //! - [`timeline`]: successful calls per 250 ms interval during each
 //!   measurement (throughput over time).
+//! - [`transfers`]: the `bulk` scenario's raw figures.
 //! - [`udp_drops`]: the UDP sockets' dropped datagrams.
 //! - [`progress`]: the live progress line on stderr; [`byte_progress`]:
 //!   the `bulk` scenario's, in bytes.
@@ -17,5 +18,6 @@ pub mod probes;
 pub mod procfs;
 pub mod progress;
 pub mod timeline;
+pub mod transfers;
 pub mod udp_drops;
 pub mod usage;

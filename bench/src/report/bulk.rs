@@ -12,12 +12,12 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::byte_size::MIB;
-use crate::load::bulk::caller::Direction;
+use crate::load::bulk::transfer::Direction;
 use crate::measure::measurement;
+use crate::measure::transfers::BulkMeasurement;
 use crate::measure::usage::{ProcessInfo, ProcessUsage};
 use crate::paths::Path;
 use crate::report::model::Latency;
-use crate::scenarios::bulk::BulkMeasurement;
 
 /// A row's figures divided by another row's of the same direction.
 #[derive(Clone, Debug, Serialize)]
@@ -73,7 +73,7 @@ pub struct BulkRow {
     /// speeds.
     pub gbit_per_sec: f64,
     /// Time to first byte of each transfer, µs (see
-    /// [`Transfer::ttfb`](crate::load::bulk::caller::Transfer::ttfb)).
+    /// [`Transfer::ttfb`](crate::load::bulk::transfer::Transfer::ttfb)).
     pub ttfb_us: Latency,
     /// CPU of every measured process together per MiB moved, µs.
     pub cpu_us_per_mib: f64,

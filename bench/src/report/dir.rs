@@ -1,7 +1,8 @@
 //! `--report DIR`: writes a run's report into a directory, as files to
 //! keep beside the code that produced them: `report.md` (for people),
 //! `report.json` (the document `--json` prints), `latency.svg` and
-//! `throughput.svg` (the charts `report.md` embeds).
+//! `throughput.svg` (the charts `report.md` embeds); [`write_tunnels`] adds
+//! the `tunnels` scenario's own figures to them.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -12,6 +13,8 @@ use crate::report::charts;
 use crate::report::markdown;
 use crate::report::model::Report;
 use crate::report::provenance::Provenance;
+use crate::report::tunnels::TunnelsReport;
+use crate::report::tunnels_table;
 
 /// The markdown report.
 pub const MARKDOWN: &str = "report.md";
@@ -43,6 +46,28 @@ pub fn write(dir: &Path, report: &Report, provenance: &Provenance) -> anyhow::Re
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(dir.join(MARKDOWN))
+}
+
+/// `--report DIR` for `bench tunnels`: the usual files of the report's rows (registration
+/// latency and registrations over time in the charts), with
+/// `report.json` this whole document and the scenario's table added
+/// to `report.md`.
+pub fn write_tunnels(
+    dir: &Path,
+    report: &TunnelsReport,
+    provenance: &Provenance,
+) -> anyhow::Result<PathBuf> {
+    let markdown = write(dir, &report.report, provenance)?;
+    let json = dir.join(JSON);
+    std::fs::write(&json, report.json()? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    let mut text = std::fs::read_to_string(&markdown)
+        .with_context(|| format!("reading {}", markdown.display()))?;
+    text.push_str("## Tunnels\n\nCalls in the summary above are registrations.\n\n```text\n");
+    text.push_str(&tunnels_table::table(report));
+    text.push_str("```\n");
+    std::fs::write(&markdown, text).with_context(|| format!("writing {}", markdown.display()))?;
+    Ok(markdown)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Measurements turned into figures, and figures into documents.
 //!
-//! - [`model`]: the summary table and the JSON document of `unary`,
-//!   `rate`, `audit` and the rows of `tunnels`; [`per_process`] is the
-//!   table's per-process part.
+//! - [`model`]: the figures of `unary`, `rate`, `audit` and the rows of
+//!   `tunnels`, and their JSON document; [`table`] is their summary table
+//!   for the terminal.
 //! - [`bulk`]: the `bulk` scenario's figures, written with `--report` by
 //!   [`bulk_dir`].
 //! - [`tunnels`]: the `tunnels` scenario's document; its table is
@@ -19,8 +19,8 @@ pub mod dir;
 pub(crate) mod fixtures;
 pub mod markdown;
 pub mod model;
-pub mod per_process;
 pub mod provenance;
 pub mod svg;
+pub mod table;
 pub mod tunnels;
 pub mod tunnels_table;

@@ -1,6 +1,6 @@
-//! Turns measurements into figures: the summary table people read and the
-//! JSON document machines read. Both come from the same [`Report`], so they
-//! never disagree.
+//! Turns measurements into figures: the JSON document machines read and,
+//! drawn from the same [`Report`] by [`table`](crate::report::table), the
+//! summary table people read, so the two never disagree.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -243,121 +243,8 @@ impl Report {
         self.warnings.is_empty()
     }
 
-    /// The summary table, for people.
-    pub fn table(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let base = self.baseline.as_deref().unwrap_or("-");
-        let _ = writeln!(
-            out,
-            "{} on the {} deployment; settings {}",
-            self.scenario, self.topology, self.settings
-        );
-        let _ = write!(
-            out,
-            "{:<8} {:>9} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>8}",
-            if self.scenario == "audit" { "audit" } else { "path" },
-            "calls", "errors", "missed", "calls/s", "p50 µs", "p90 µs", "p99 µs",
-            "p99.9 µs", "max µs", "CPU µs/c", "RSS MiB", "×tput", "×p50", "×CPU"
-        );
-        let _ = if self.ceiling.is_some() {
-            writeln!(out, " {:>8} {:>8}", "÷ceil", "×ceilCPU")
-        } else {
-            writeln!(out)
-        };
-        for r in &self.rows {
-            let l = &r.latency_us;
-            let (t, p, c) = r
-                .vs_baseline
-                .as_ref()
-                .map_or((1.0, 1.0, 1.0), |v| (v.throughput, v.p50, v.cpu_per_call));
-            let _ = write!(
-                out,
-                "{:<8} {:>9} {:>6} {:>6} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9.1} {:>7.1} {:>8.3} {:>8.3} {:>8.3}",
-                r.label, r.calls, r.errors, r.missed, r.calls_per_sec, l.p50, l.p90, l.p99,
-                l.p999, l.max, r.cpu_us_per_call, r.rss_kib as f64 / 1024.0, t, p, c
-            );
-            let _ = match &r.vs_ceiling {
-                Some(v) => writeln!(out, " {:>8.3} {:>8.3}", v.throughput, v.cpu_per_call),
-                None => writeln!(out),
-            };
-        }
-        for r in &self.rows {
-            if let Some(lag) = &r.send_lag_us {
-                let _ = writeln!(
-                    out,
-                    "{}: calls were sent late by p50 {} µs, p99 {} µs, max {} µs \
-                     (counted in the latency above)",
-                    r.label, lag.p50, lag.p99, lag.max
-                );
-            }
-        }
-        out.push_str(&crate::report::per_process::table(self));
-        out.push_str(&stage_table(self));
-        if let Some(ceiling) = &self.ceiling {
-            let _ = writeln!(
-                out,
-                "÷ceil is calls/s ÷ {ceiling}'s and ×ceilCPU CPU per call ÷ {ceiling}'s \
-                 ({ceiling}: raw QUIC streams with Tether's TLS and transport)"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "ratios (×) are to {base}; CPU µs/c is every measured process's CPU per call, \
-             RSS MiB the bench process's; peak RSS of the bench process {:.1} MiB",
-            self.peak_rss_kib as f64 / 1024.0
-        );
-        for w in &self.warnings {
-            let _ = writeln!(out, "warning: {w}");
-        }
-        out
-    }
-
     /// The JSON document, for machines.
     pub fn json(&self) -> anyhow::Result<String> {
         Ok(serde_json::to_string_pretty(self)?)
     }
-}
-
-/// The latency breakdown: each process's mean µs per call in each stage
-/// its probes timed, and its allocations per call; empty when no process
-/// ran with probes (docs/performance.md, "Latency breakdown").
-pub fn stage_table(report: &Report) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for r in &report.rows {
-        for p in &r.processes {
-            if p.stages_us_per_call.is_empty() && p.heap_per_call.is_none() {
-                continue;
-            }
-            let mut line = format!("{} {}:", r.label, p.name);
-            if !p.stages_us_per_call.is_empty() {
-                let total: f64 = p.stages_us_per_call.iter().map(|(_, us)| us).sum();
-                for (stage, us) in &p.stages_us_per_call {
-                    let _ = write!(line, " {stage} {us:.1}");
-                }
-                let _ = write!(
-                    line,
-                    " (sum {total:.1} µs/call, mean latency {:.1})",
-                    r.latency_us.mean
-                );
-            }
-            if let Some(h) = &p.heap_per_call {
-                let _ = write!(
-                    line,
-                    " heap {:.1} allocs {:.0} B per call",
-                    h.allocations, h.bytes
-                );
-            }
-            let _ = writeln!(out, "{line}");
-        }
-    }
-    if !out.is_empty() {
-        out.insert_str(
-            0,
-            "stages, mean µs per call at each end (TETHER_STAGE_TIMING=1; open.* at the end that opens the \
-             tunnel stream, accept.* at the one that reaches the service):\n",
-        );
-    }
-    out
 }

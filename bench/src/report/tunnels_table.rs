@@ -215,3 +215,45 @@ fn load_row(out: &mut String, r: &Row, edge: &str) {
         r.label, r.calls, r.errors, r.missed, l.p50, l.p90, l.p99, l.max
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tunnels::tests::{phases, settings};
+
+    #[test]
+    fn memory_per_tunnel_and_missed_targets_are_shown() {
+        let r = TunnelsReport::new(settings(false), "processes", Vec::new(), phases());
+        let table = table(&r);
+        assert!(
+            table.contains("per tunnel: 50.0 KiB registered, 40.0 KiB idle"),
+            "{table}"
+        );
+        assert!(table.contains("NOT met"), "{table}");
+    }
+
+    #[test]
+    fn in_process_memory_is_not_judged_and_failures_are_warnings() {
+        let mut p = phases();
+        if let Some(t) = &mut p.tunnel {
+            t.timed_out = 3;
+            t.measurement.errors = 3;
+            t.reasons = vec![("not registered within 10s".into(), 3)];
+        }
+        p.skipped.push("the idle window: skipped".into());
+        let r = TunnelsReport::new(settings(true), "in-process", Vec::new(), p);
+        assert!(!r.clean());
+        assert!(r.tunnels.caveat.is_some());
+        assert_eq!(r.tunnels.targets[0].met, None);
+        assert_eq!(r.tunnels.targets[2].met, Some(false));
+        let table = table(&r);
+        assert!(
+            table.contains("tunnel failures: 3 × not registered"),
+            "{table}"
+        );
+        assert!(
+            table.contains("warning: the idle window: skipped"),
+            "{table}"
+        );
+    }
+}

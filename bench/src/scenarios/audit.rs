@@ -4,50 +4,14 @@
 //! first mode is the baseline of the ratios. Not available against
 //! `--target`: bench cannot set a foreign edge's audit mode.
 
-use std::time::Duration;
-
-use proxy::audit::Durability;
-use serde::Serialize;
-
+use crate::deploy::audit::{Audit, AuditModes};
 use crate::deploy::deployment::{Deployment, Spec};
-use crate::deploy::processes::AuditModes;
+use crate::load::echo;
 use crate::measure::measurement::Measurement;
 use crate::measure::usage::ProcessInfo;
-use crate::paths::{self, Path};
+use crate::paths::Path;
 use crate::report::model::{Report, Row};
 use crate::scenarios::unary::{closed_loop, ClosedLoop};
-
-/// An audit durability mode as the command line spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Audit {
-    /// fsync every open record before the call moves on (group commit).
-    Always,
-    /// fsync every 100 ms.
-    Interval,
-    /// Never fsync.
-    None,
-}
-
-impl Audit {
-    /// The durability this mode configures at both ends.
-    pub fn durability(self) -> Durability {
-        match self {
-            Audit::Always => Durability::Always,
-            Audit::Interval => Durability::Interval(Duration::from_millis(100)),
-            Audit::None => Durability::None,
-        }
-    }
-
-    /// The mode's name as the command line spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Audit::Always => "always",
-            Audit::Interval => "interval",
-            Audit::None => "none",
-        }
-    }
-}
 
 /// Settings of the `audit` scenario.
 #[derive(Clone, Debug)]
@@ -87,7 +51,7 @@ pub async fn run(cfg: &AuditConfig) -> anyhow::Result<Report> {
             };
             let deployment = Deployment::start(&cfg.deployment, modes).await?;
             let label = format!("round {}/{} audit {}", round + 1, cfg.rounds, mode.name());
-            let result = match paths::connect(&deployment, Path::Tunnel, cfg.load.concurrency).await
+            let result = match echo::connect(&deployment, Path::Tunnel, cfg.load.concurrency).await
             {
                 Ok(clients) => {
                     closed_loop(&clients, &cfg.load, label, deployment.processes()).await

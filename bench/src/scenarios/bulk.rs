@@ -16,20 +16,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
 use crate::byte_size::{ByteSize, MIB};
+use crate::deploy::audit::Audit;
+use crate::deploy::audit::AuditModes;
 use crate::deploy::deployment::{Deployment, Spec};
-use crate::deploy::processes::AuditModes;
-use crate::load::bulk::caller::{self, BulkCaller, BulkCallers, Direction, CHUNK};
+use crate::load::bulk::caller::{self, BulkCaller, BulkCallers};
+use crate::load::bulk::transfer::{Direction, CHUNK};
+use crate::load::echo;
 use crate::measure::byte_progress::ByteProgress;
 use crate::measure::measurement;
 use crate::measure::procfs::Process;
-use crate::measure::usage::{self, ProcessUsage, Window};
+use crate::measure::transfers::BulkMeasurement;
+use crate::measure::usage::{self, Window};
 use crate::paths::{self, Path};
 use crate::report::bulk::{BulkReport, BulkRow};
-use crate::scenarios::audit::Audit;
 
 /// Settings of one bulk measurement.
 #[derive(Clone, Debug)]
@@ -72,59 +74,6 @@ pub struct BulkConfig {
     pub audit: Audit,
     /// Where the components run.
     pub deployment: Spec,
-}
-
-/// The figures of one bulk measurement (or several of the same direction
-/// and path merged).
-#[derive(Clone)]
-pub struct BulkMeasurement {
-    /// Payload bytes moved and verified.
-    pub bytes: u64,
-    /// Transfers completed (one per stream per measurement).
-    pub transfers: u64,
-    /// Wall-clock time of the measurements, first request to last byte.
-    pub elapsed: Duration,
-    /// Time to first byte of each transfer, µs.
-    pub ttfb: Histogram<u64>,
-    /// CPU of every measured process together over the window(s).
-    pub cpu: Duration,
-    /// Resident set size of the bench process at the end, KiB.
-    pub rss_kib: u64,
-    /// Each measured process's CPU and RSS over the window(s).
-    pub processes: Vec<ProcessUsage>,
-}
-
-impl BulkMeasurement {
-    /// An empty measurement.
-    pub fn new() -> Self {
-        Self {
-            bytes: 0,
-            transfers: 0,
-            elapsed: Duration::ZERO,
-            ttfb: measurement::latency_histogram(),
-            cpu: Duration::ZERO,
-            rss_kib: 0,
-            processes: Vec::new(),
-        }
-    }
-
-    /// Adds `other` (another round of the same direction and path).
-    pub fn merge(&mut self, other: &BulkMeasurement) {
-        self.bytes += other.bytes;
-        self.transfers += other.transfers;
-        self.elapsed += other.elapsed;
-        // Both histograms have the same bounds, so adding cannot fail.
-        let _ = self.ttfb.add(&other.ttfb);
-        self.cpu += other.cpu;
-        self.rss_kib = self.rss_kib.max(other.rss_kib);
-        usage::merge(&mut self.processes, &other.processes);
-    }
-}
-
-impl Default for BulkMeasurement {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Moves `load.bytes` in `direction` over `callers` once (stream `i` on
@@ -232,7 +181,7 @@ pub async fn run(cfg: &BulkConfig) -> anyhow::Result<BulkReport> {
         "message_bytes": CHUNK,
         "duration_cap_s": cfg.load.duration.as_secs_f64(),
         "rounds": cfg.rounds,
-        "http_connections_per_path": paths::CONNECTIONS.min(cfg.load.streams),
+        "http_connections_per_path": echo::CONNECTIONS.min(cfg.load.streams),
         "ceiling_connections": 1,
         "audit": cfg.audit.name(),
     });

@@ -31,8 +31,8 @@ use tether_tests::process::Process;
 use tonic::transport::Channel;
 
 use crate::deploy::processes::Binaries;
+use crate::load::echo::Caller;
 use crate::measure::measurement::Measurement;
-use crate::paths::Caller;
 use crate::scenarios::rate::{open_loop, OpenLoop};
 
 /// The host the calls use (the example tunnel's gRPC service).

@@ -17,14 +17,15 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::deploy::audit::AuditModes;
 use crate::deploy::deployment::{Deployment, Spec};
-use crate::deploy::processes::AuditModes;
+use crate::load::echo::{self, Caller};
 use crate::measure::measurement::{self, Measurement};
 use crate::measure::procfs::Process;
 use crate::measure::progress::{Counters, Progress};
 use crate::measure::timeline::Sampler;
 use crate::measure::usage::{self, Window};
-use crate::paths::{self, Caller, Path};
+use crate::paths::{self, Path};
 use crate::report::model::{Report, Row};
 
 /// Settings of one open-loop measurement.
@@ -167,7 +168,7 @@ pub async fn run(cfg: &RateConfig) -> anyhow::Result<Report> {
         "size": cfg.load.size,
         "max_calls": cfg.load.max_calls,
         "call_timeout_s": cfg.load.call_timeout.as_secs_f64(),
-        "connections_per_path": paths::CONNECTIONS,
+        "connections_per_path": echo::CONNECTIONS,
         "ceiling_connections": 1,
         "audit": "always",
         "latency_from": "intended start",
@@ -184,10 +185,7 @@ async fn measure_paths(
 ) -> anyhow::Result<HashMap<Path, Measurement>> {
     let mut clients = HashMap::new();
     for p in paths {
-        clients.insert(
-            *p,
-            paths::connect(deployment, *p, paths::CONNECTIONS).await?,
-        );
+        clients.insert(*p, echo::connect(deployment, *p, echo::CONNECTIONS).await?);
     }
     let mut merged: HashMap<Path, Measurement> = HashMap::new();
     for round in 0..cfg.rounds {

@@ -32,15 +32,16 @@ use proxy::audit::Durability;
 use proxy::Limits;
 use tokio::time::Instant;
 
+use crate::deploy::audit::AuditModes;
 use crate::deploy::deployment::{Deployment, Spec, TARGET_HAS_NO_TUNNEL_SITE};
 use crate::deploy::nofile;
-use crate::deploy::processes::AuditModes;
+use crate::load::echo::{self, Callers};
 use crate::load::tunnels::fleet::{self, Plan};
 use crate::load::tunnels::handshake_ceiling::HandshakeServer;
 use crate::load::tunnels::identities;
 use crate::load::tunnels::registration::Goal;
 use crate::measure::usage::Window;
-use crate::paths::{self, Callers, Path};
+use crate::paths::Path;
 use crate::report::tunnels::{Phases, Settings, TunnelsReport};
 use crate::scenarios::rate::{self, OpenLoop};
 
@@ -135,7 +136,7 @@ async fn phases(d: &Deployment, cfg: &TunnelsConfig, deadline: Instant) -> anyho
         skipped: Vec::new(),
     };
     let callers = match &cfg.load {
-        Some(_) => Some(paths::connect(d, Path::Tunnel, paths::CONNECTIONS).await?),
+        Some(_) => Some(echo::connect(d, Path::Tunnel, echo::CONNECTIONS).await?),
         None => None,
     };
     p.load_without = light_load(

@@ -11,16 +11,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::deploy::audit::Audit;
+use crate::deploy::audit::AuditModes;
 use crate::deploy::deployment::{Deployment, Spec};
-use crate::deploy::processes::AuditModes;
+use crate::load::echo::{self, Caller};
 use crate::measure::measurement::{self, Measurement};
 use crate::measure::procfs::Process;
 use crate::measure::progress::{Counters, Progress};
 use crate::measure::timeline::Sampler;
 use crate::measure::usage::{self, Window};
-use crate::paths::{self, Caller, Path};
+use crate::paths::{self, Path};
 use crate::report::model::{Report, Row};
-use crate::scenarios::audit::Audit;
 
 /// Settings of one closed-loop measurement.
 #[derive(Clone, Debug)]
@@ -137,7 +138,7 @@ pub async fn run(cfg: &UnaryConfig) -> anyhow::Result<Report> {
         "size": cfg.load.size,
         "max_calls": cfg.load.max_calls,
         "call_timeout_s": cfg.load.call_timeout.as_secs_f64(),
-        "connections_per_path": paths::CONNECTIONS,
+        "connections_per_path": echo::CONNECTIONS,
         "ceiling_connections": 1,
         "audit": cfg.audit.name(),
     });
@@ -155,7 +156,7 @@ async fn measure_paths(
     for p in paths {
         clients.insert(
             *p,
-            paths::connect(deployment, *p, cfg.load.concurrency).await?,
+            echo::connect(deployment, *p, cfg.load.concurrency).await?,
         );
     }
     let mut merged: HashMap<Path, Measurement> = HashMap::new();

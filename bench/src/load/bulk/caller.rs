@@ -6,74 +6,18 @@
 //! moved and has the far side confirm the count, so a truncated transfer is
 //! an error, never a fast result.
 
-use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
-use serde::Serialize;
 
 use crate::deploy::deployment::Deployment;
 use crate::load::bulk::http::HttpBulk;
-use crate::paths::{self, EchoMode, Path, StreamEcho};
-
-/// Bytes per message (an HTTP/2 body frame handed to hyper, a QUIC chunk
-/// handed to quinn, the upstream's `GET /bytes` chunk): large enough that
-/// per-message costs do not dominate, the size gRPC and HTTP stacks
-/// commonly buffer in.
-pub const CHUNK: usize = 64 * 1024;
-
-/// The bytes every message is cut from: one shared buffer, so producing a
-/// message is a reference-count increment, not a copy or an allocation.
-pub fn chunk() -> Bytes {
-    Bytes::from(vec![b'x'; CHUNK])
-}
-
-/// Which way the bytes go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// The caller streams the bytes to the upstream, which answers with the
-    /// count.
-    Upload,
-    /// The caller asks for the bytes and the upstream streams them.
-    Download,
-}
-
-impl Direction {
-    /// Both directions, upload first.
-    pub const ALL: [Direction; 2] = [Direction::Upload, Direction::Download];
-
-    /// The direction's name as the command line spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::Upload => "upload",
-            Direction::Download => "download",
-        }
-    }
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// One finished, verified transfer.
-#[derive(Clone, Copy, Debug)]
-pub struct Transfer {
-    /// Payload bytes moved (and confirmed by the receiving side).
-    pub bytes: u64,
-    /// Time to first byte: from opening the request (or stream) until the
-    /// receiver's first sign of the payload. Download: the first payload
-    /// bytes arrive. Upload: the upstream's answer to the first payload
-    /// bytes arrives (the HTTP response head, sent once the first body
-    /// byte was read; the ceiling echo's one-byte acknowledgement). Both
-    /// are one round trip plus whatever the path does to set up a stream.
-    pub ttfb: Duration,
-}
+use crate::load::bulk::quic;
+use crate::load::bulk::transfer::{Direction, Transfer, CHUNK};
+use crate::load::echo::{self, EchoMode, StreamEcho};
+use crate::paths::Path;
 
 /// One caller along a path; clones share its connection.
 #[derive(Clone, Debug)]
@@ -96,12 +40,8 @@ impl BulkCaller {
         match (self, direction) {
             (BulkCaller::Http(h), Direction::Upload) => h.upload(bytes, moved).await,
             (BulkCaller::Http(h), Direction::Download) => h.download(bytes, moved).await,
-            (BulkCaller::Quic(c), Direction::Upload) => {
-                crate::load::bulk::quic::upload(c, bytes, moved).await
-            }
-            (BulkCaller::Quic(c), Direction::Download) => {
-                crate::load::bulk::quic::download(c, bytes, moved).await
-            }
+            (BulkCaller::Quic(c), Direction::Upload) => quic::upload(c, bytes, moved).await,
+            (BulkCaller::Quic(c), Direction::Download) => quic::download(c, bytes, moved).await,
         }
     }
 }
@@ -121,7 +61,7 @@ const WARM_UP: u64 = CHUNK as u64;
 
 /// Opens the callers of `path` for `streams` concurrent transfers, each
 /// warmed by one small transfer each way: for the HTTP paths
-/// [`paths::CONNECTIONS`] HTTP/2 connections (fewer when fewer streams),
+/// [`echo::CONNECTIONS`] HTTP/2 connections (fewer when fewer streams),
 /// streams spread over them as a client pool would; for `ceiling` one QUIC
 /// connection carrying every stream, as the tunnel carries everything on
 /// its one connection. `timeout` bounds the whole set-up.
@@ -133,12 +73,12 @@ pub async fn connect(
 ) -> anyhow::Result<BulkCallers> {
     let connecting = async {
         let (callers, echo) = if path == Path::Ceiling {
-            let (conn, echo) = paths::ceiling(deployment.ceiling()?, EchoMode::Bulk).await?;
+            let (conn, echo) = echo::ceiling(deployment.ceiling()?, EchoMode::Bulk).await?;
             (vec![BulkCaller::Quic(conn)], Some(echo))
         } else {
             let endpoint = deployment.endpoint(path)?;
             let mut callers = Vec::new();
-            for _ in 0..paths::CONNECTIONS.min(streams.max(1)) {
+            for _ in 0..echo::CONNECTIONS.min(streams.max(1)) {
                 let http = HttpBulk::connect(&endpoint)
                     .await
                     .with_context(|| format!("connecting the {path} path ({})", endpoint.addr))?;

@@ -34,8 +34,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
-use crate::deploy::deployment::Endpoint;
-use crate::load::bulk::caller::{chunk, Transfer};
+use crate::load::bulk::transfer::{chunk, Transfer};
+use crate::paths::Endpoint;
 
 /// The most bytes of an answer read besides the payload (the upload's
 /// count, an error page): bounds a misbehaving upstream.
@@ -150,7 +150,7 @@ impl HttpBulk {
     }
 
     /// `POST /count?n=<bytes>` with a body of `bytes` bytes in
-    /// [`CHUNK`](crate::load::bulk::caller::CHUNK)-byte frames; the upstream's
+    /// [`CHUNK`](crate::load::bulk::transfer::CHUNK)-byte frames; the upstream's
     /// count must equal `bytes` (it checks too, and resets the stream
     /// otherwise).
     pub async fn upload(&self, bytes: u64, moved: &Arc<AtomicU64>) -> anyhow::Result<Transfer> {

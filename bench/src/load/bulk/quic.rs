@@ -1,6 +1,6 @@
 //! Bulk transfers on raw QUIC streams: the `ceiling` of the `bulk`
 //! scenario, both ends in bench on one quinn connection with Tether's TLS
-//! and transport settings (see [`paths::ceiling`](crate::paths::ceiling)).
+//! and transport settings (see [`echo::ceiling`](crate::load::echo::ceiling)).
 //! No HTTP, no frames of Tether's protocol: the most this QUIC stack
 //! carries on one stream (or on N at once) on this machine.
 //!
@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use bytes::Bytes;
 
-use crate::load::bulk::caller::{chunk, Transfer};
+use crate::load::bulk::transfer::{chunk, Transfer};
 
 /// The upload command byte.
 const UPLOAD: u8 = b'U';

@@ -22,7 +22,7 @@ use proxy::Limits;
 use tokio::task::JoinHandle;
 use tunnel_server::config::DEFAULT_MAX_EGRESS_STREAMS;
 
-use crate::deploy::deployment::CeilingKeys;
+use crate::paths::CeilingKeys;
 
 /// The running endpoint; dropping it closes every connection and stops
 /// accepting.
