@@ -451,7 +451,7 @@ fn bulk_output(
         print!("{}", report.table());
     }
     if let Some(dir) = &output.report {
-        let markdown = crate::report::bulk_dir::write(dir, report, provenance)?;
+        let markdown = crate::report::dir::write_bulk(dir, report, provenance)?;
         if !output.quiet {
             eprintln!("report written to {}", markdown.display());
         }

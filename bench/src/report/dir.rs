@@ -2,13 +2,15 @@
 //! keep beside the code that produced them: `report.md` (for people),
 //! `report.json` (the document `--json` prints), `latency.svg` and
 //! `throughput.svg` (the charts `report.md` embeds); [`write_tunnels`] adds
-//! the `tunnels` scenario's own figures to them.
+//! the `tunnels` scenario's own figures to them, and [`write_bulk`] writes
+//! the `bulk` scenario's `report.md` and `report.json`.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
 
+use crate::report::bulk::BulkReport;
 use crate::report::charts;
 use crate::report::markdown;
 use crate::report::model::Report;
@@ -40,6 +42,32 @@ pub fn write(dir: &Path, report: &Report, provenance: &Provenance) -> anyhow::Re
         (LATENCY_SVG, charts::latency(report)),
         (THROUGHPUT_SVG, charts::throughput(report, "calls")),
         (MARKDOWN, markdown),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir.join(MARKDOWN))
+}
+
+/// `--report DIR` for the `bulk` scenario: `report.json` (the document
+/// `--json` prints) and `report.md`, which records what was run and where
+/// (command line, machine, settings) around the terminal's table, so the
+/// figures can be read, and their conditions known, later; no charts.
+/// Returns the markdown file's path.
+pub fn write_bulk(
+    dir: &Path,
+    report: &BulkReport,
+    provenance: &Provenance,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the report directory {}", dir.display()))?;
+    let files = [
+        (JSON, report.json()? + "\n"),
+        (
+            MARKDOWN,
+            markdown::render_bulk(report, provenance, SystemTime::now()),
+        ),
     ];
     for (name, text) in files {
         let path = dir.join(name);
@@ -99,5 +127,19 @@ mod tests {
         std::fs::write(&file, "").unwrap();
         let err = write(&file, &report(), &Provenance::collect()).unwrap_err();
         assert!(format!("{err:#}").contains("a-file"), "{err:#}");
+    }
+
+    #[test]
+    fn both_bulk_files_are_written() {
+        let Ok(tmp) = tempfile::tempdir() else { return };
+        let dir = tmp.path().join("bulk");
+        let report = BulkReport::new(serde_json::json!({"streams": 2}), Vec::new());
+        let md = write_bulk(&dir, &report, &Provenance::collect()).ok();
+        assert_eq!(md, Some(dir.join(MARKDOWN)));
+        let text = std::fs::read_to_string(dir.join(MARKDOWN)).unwrap_or_default();
+        assert!(text.starts_with("# bench bulk: "), "{text}");
+        assert!(text.contains("| streams | 2 |"), "{text}");
+        let json = std::fs::read_to_string(dir.join(JSON)).unwrap_or_default();
+        assert!(json.contains("\"scenario\": \"bulk\""), "{json}");
     }
 }

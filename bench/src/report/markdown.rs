@@ -1,11 +1,16 @@
 //! `report.md`: the run written up for a person to read later or paste
 //! into a document: what was run (command, settings), where (machine), the
 //! summary table with the same figures and ratios the terminal shows,
-//! the charts, and what went wrong.
+//! the charts, and what went wrong. One renderer for every scenario:
+//! [`render`] writes a [`Report`] (`unary`, `rate`, `audit`, and the rows
+//! of `tunnels`), [`render_bulk`] a [`BulkReport`]; both share the
+//! preamble and machine sections and write every table with [`head`] and
+//! [`row`].
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use crate::report::bulk::BulkReport;
 use crate::report::model::{Report, Row};
 use crate::report::provenance::{self, Provenance};
 
@@ -37,22 +42,18 @@ pub fn render(
     charts: &[(&str, &str)],
 ) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# bench {}: {}\n",
-        report.scenario,
-        provenance::utc(provenance.started)
-    );
-    let _ = writeln!(
-        out,
-        "Started {}, finished {}, on the {} deployment. Ratios (×) are to {}.\n",
-        provenance::utc(provenance.started),
-        provenance::utc(finished),
-        report.topology,
+    let ratios = format!(
+        " Ratios (×) are to {}.",
         report.baseline.as_deref().unwrap_or("-")
     );
-    let _ = writeln!(out, "```sh\n{}\n```\n", provenance.command);
-    machine(&mut out, provenance);
+    preamble(
+        &mut out,
+        &report.scenario,
+        &report.topology,
+        &ratios,
+        provenance,
+        finished,
+    );
     settings(&mut out, report);
     let _ = writeln!(out, "## Summary\n");
     out.push_str(&table(report));
@@ -73,19 +74,79 @@ pub fn render(
     out
 }
 
-fn machine(out: &mut String, p: &Provenance) {
-    let _ = writeln!(out, "## Machine\n\n| | |\n| --- | --- |");
-    let _ = writeln!(out, "| CPU | {} × {} |", cell(&p.cpu_model), p.cpus);
+/// The markdown document of the `bulk` scenario: heading, command,
+/// machine, settings, then the summary exactly as the terminal shows it
+/// (bulk has no latency spectrum or call timeline, so no charts).
+pub fn render_bulk(report: &BulkReport, p: &Provenance, finished: SystemTime) -> String {
+    let mut out = String::new();
+    preamble(&mut out, "bulk", &report.topology, "", p, finished);
+    let _ = writeln!(out, "## Settings\n");
+    head(&mut out, &["setting", "value"]);
+    if let Some(map) = report.settings.as_object() {
+        for (key, value) in map {
+            row(
+                &mut out,
+                &[key.clone(), value.to_string().replace('|', "\\|")],
+            );
+        }
+    }
+    let _ = writeln!(out, "\n## Summary\n\n```text\n{}```", report.table());
+    out
+}
+
+/// The heading, when and where the run ran (`note` ends that sentence's
+/// paragraph), the command line and the machine.
+fn preamble(
+    out: &mut String,
+    scenario: &str,
+    topology: &str,
+    note: &str,
+    p: &Provenance,
+    finished: SystemTime,
+) {
+    let _ = writeln!(out, "# bench {scenario}: {}\n", provenance::utc(p.started));
     let _ = writeln!(
         out,
-        "| memory | {:.1} GiB |",
-        p.mem_total_kib as f64 / (1024.0 * 1024.0)
+        "Started {}, finished {}, on the {topology} deployment.{note}\n",
+        provenance::utc(p.started),
+        provenance::utc(finished),
     );
-    let _ = writeln!(out, "| kernel | {} |\n", cell(&p.kernel));
+    let _ = writeln!(out, "```sh\n{}\n```\n", p.command);
+    machine(out, p);
+}
+
+fn machine(out: &mut String, p: &Provenance) {
+    let _ = writeln!(out, "## Machine\n\n| | |\n| --- | --- |");
+    row(
+        out,
+        &["CPU".into(), format!("{} × {}", cell(&p.cpu_model), p.cpus)],
+    );
+    row(
+        out,
+        &[
+            "memory".into(),
+            format!("{:.1} GiB", p.mem_total_kib as f64 / (1024.0 * 1024.0)),
+        ],
+    );
+    row(out, &["kernel".into(), cell(&p.kernel)]);
+    out.push('\n');
+}
+
+/// A table's heading row and the delimiter row under it.
+pub fn head<S: AsRef<str>>(out: &mut String, headings: &[S]) {
+    row(out, headings);
+    let _ = writeln!(out, "|{}", " --- |".repeat(headings.len()));
+}
+
+/// One table row of `cells`, already made safe with [`cell`].
+pub fn row<S: AsRef<str>>(out: &mut String, cells: &[S]) {
+    let cells: Vec<&str> = cells.iter().map(AsRef::as_ref).collect();
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
 }
 
 fn settings(out: &mut String, report: &Report) {
-    let _ = writeln!(out, "## Settings\n\n| setting | value |\n| --- | --- |");
+    let _ = writeln!(out, "## Settings\n");
+    head(out, &["setting", "value"]);
     if let Some(map) = report.settings.as_object() {
         for (key, value) in map {
             let value = match value {
@@ -97,7 +158,7 @@ fn settings(out: &mut String, report: &Report) {
                     .join(", "),
                 other => other.to_string(),
             };
-            let _ = writeln!(out, "| {} | {} |", cell(key), cell(&value));
+            row(out, &[cell(key), cell(&value)]);
         }
     }
     out.push('\n');
@@ -117,8 +178,7 @@ pub fn table(report: &Report) -> String {
     if report.ceiling.is_some() {
         headings.extend(["÷ ceil", "× ceil CPU"]);
     }
-    let _ = writeln!(out, "| {} |", headings.join(" | "));
-    let _ = writeln!(out, "|{}", " --- |".repeat(headings.len()));
+    head(&mut out, &headings);
     for r in &report.rows {
         let mut cells = row_cells(r);
         if report.ceiling.is_some() {
@@ -128,7 +188,7 @@ pub fn table(report: &Report) -> String {
                 .map_or((0.0, 0.0), |v| (v.throughput, v.cpu_per_call));
             cells.extend([format!("{t:.3}"), format!("{c:.3}")]);
         }
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        row(&mut out, &cells);
     }
     out.push('\n');
     out
@@ -185,8 +245,7 @@ fn per_process(out: &mut String, report: &Report) {
         out,
         "Per process: CPU µs per call, and RSS MiB at the end of each measurement.\n"
     );
-    let _ = writeln!(out, "| {} |", headings.join(" | "));
-    let _ = writeln!(out, "|{}", " --- |".repeat(headings.len()));
+    head(out, &headings);
     for r in &report.rows {
         let fig = |n: &str| r.processes.iter().find(|p| p.name == n);
         let mut cells = vec![cell(&r.label)];
@@ -206,23 +265,28 @@ fn per_process(out: &mut String, report: &Report) {
                 format!("{:.1}", p.rss_kib as f64 / 1024.0)
             })
         }));
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        row(out, &cells);
     }
     out.push('\n');
     if !report.processes.is_empty() {
-        let _ = writeln!(
+        head(
             out,
-            "| process | pid | idle RSS MiB (before any call) | peak RSS MiB (VmHWM) |\n\
-             | --- | --- | --- | --- |"
+            &[
+                "process",
+                "pid",
+                "idle RSS MiB (before any call)",
+                "peak RSS MiB (VmHWM)",
+            ],
         );
         for p in &report.processes {
-            let _ = writeln!(
+            row(
                 out,
-                "| {} | {} | {:.1} | {:.1} |",
-                cell(&p.name),
-                p.pid,
-                p.idle_rss_kib as f64 / 1024.0,
-                p.peak_rss_kib as f64 / 1024.0
+                &[
+                    cell(&p.name),
+                    p.pid.to_string(),
+                    format!("{:.1}", p.idle_rss_kib as f64 / 1024.0),
+                    format!("{:.1}", p.peak_rss_kib as f64 / 1024.0),
+                ],
             );
         }
         out.push('\n');
@@ -262,7 +326,7 @@ fn notes(out: &mut String, report: &Report) {
 }
 
 /// `s` made safe inside a table cell: pipes escaped, newlines flattened.
-fn cell(s: &str) -> String {
+pub fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 

@@ -3,16 +3,15 @@
 //! - [`model`]: the figures of `unary`, `rate`, `audit` and the rows of
 //!   `tunnels`, and their JSON document; [`table`] is their summary table
 //!   for the terminal.
-//! - [`bulk`]: the `bulk` scenario's figures, written with `--report` by
-//!   [`bulk_dir`].
+//! - [`bulk`]: the `bulk` scenario's figures.
 //! - [`tunnels`]: the `tunnels` scenario's document; its table is
 //!   [`tunnels_table`].
-//! - [`dir`]: `--report DIR`, the report as files: [`markdown`]
-//!   (`report.md`, with the machine from [`provenance`]), the JSON, and
-//!   [`charts`] drawn by the hand-written [`svg`] line chart.
+//! - [`dir`]: `--report DIR`, every scenario's report as files: [`markdown`]
+//!   (`report.md`, the one markdown renderer, with the machine from
+//!   [`provenance`]), the JSON, and [`charts`] drawn by the hand-written
+//!   [`svg`] line chart.
 
 pub mod bulk;
-pub mod bulk_dir;
 pub mod charts;
 pub mod dir;
 #[cfg(test)]
