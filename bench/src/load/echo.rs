@@ -109,7 +109,7 @@ pub enum EchoMode {
     /// `rate`: one small call per stream).
     Echo,
     /// Answers the upload and download requests of the `bulk` scenario
-    /// ([`bulk_quic`](crate::load::bulk::quic)): gigabytes per stream, counted,
+    /// ([`bulk::quic`](crate::load::bulk::quic)): gigabytes per stream, counted,
     /// never held in memory.
     Bulk,
 }

@@ -1,8 +1,8 @@
 //! The callers of the `bulk` scenario: one large transfer in either
 //! direction along a path, whatever the path is made of: HTTP/2 request
 //! and response bodies for `direct`, `tunnel` and `egress`
-//! ([`bulk_http`](crate::load::bulk::http)), raw QUIC streams for `ceiling`
-//! ([`bulk_quic`](crate::load::bulk::quic)). Every transfer counts the bytes it
+//! ([`http`]), raw QUIC streams for `ceiling`
+//! ([`quic`]). Every transfer counts the bytes it
 //! moved and has the far side confirm the count, so a truncated transfer is
 //! an error, never a fast result.
 
