@@ -9,20 +9,21 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::bulk_caller::Direction;
 use crate::byte_size::ByteSize;
-use crate::deploy_args::DeployArgs;
+use crate::deploy::audit::Audit;
+use crate::deploy::deploy_args::DeployArgs;
+use crate::load::bulk::transfer::Direction;
 use crate::paths::Path;
-use crate::provenance::Provenance;
-use crate::report::Report;
-use crate::scenario_audit::{self, Audit, AuditConfig};
-use crate::scenario_bulk::{self, BulkConfig, BulkLoad};
-use crate::scenario_fairness::{self, FairnessConfig};
-use crate::scenario_fleet::{self, FleetConfig};
-use crate::scenario_rate::{self, OpenLoop, RateConfig};
-use crate::scenario_recovery::{self, RecoveryConfig};
-use crate::scenario_tunnels::{self, TunnelsConfig};
-use crate::scenario_unary::{self, ClosedLoop, UnaryConfig};
+use crate::report::model::Report;
+use crate::report::provenance::Provenance;
+use crate::scenarios::audit::{self, AuditConfig};
+use crate::scenarios::bulk::{self, BulkConfig, BulkLoad};
+use crate::scenarios::fairness::{self, FairnessConfig};
+use crate::scenarios::fleet::{self, FleetConfig};
+use crate::scenarios::rate::{self, OpenLoop, RateConfig};
+use crate::scenarios::recovery::{self, RecoveryConfig};
+use crate::scenarios::tunnels::{self, TunnelsConfig};
+use crate::scenarios::unary::{self, ClosedLoop, UnaryConfig};
 
 const AFTER_HELP: &str = "\
 By default the edge, the tunnel client and the example upstream run as
@@ -288,7 +289,7 @@ enum Command {
             value_delimiter = ',',
             default_value = "limited,unlimited"
         )]
-        modes: Vec<scenario_fairness::Mode>,
+        modes: Vec<fairness::Mode>,
         /// The quiet caller's calls per second.
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
@@ -416,16 +417,16 @@ fn light_load(rate: f64, secs: f64, progress: bool) -> anyhow::Result<Option<Ope
 /// after printing when the run was not clean.
 fn tunnels_output(
     output: &Output,
-    report: &crate::tunnels_report::TunnelsReport,
+    report: &crate::report::tunnels::TunnelsReport,
     provenance: &Provenance,
 ) -> anyhow::Result<()> {
     if output.json {
         println!("{}", report.json()?);
     } else {
-        print!("{}", crate::tunnels_table::table(report));
+        print!("{}", crate::report::tunnels_table::table(report));
     }
     if let Some(dir) = &output.report {
-        let markdown = report.write_dir(dir, provenance)?;
+        let markdown = crate::report::dir::write_tunnels(dir, report, provenance)?;
         if !output.quiet {
             eprintln!("report written to {}", markdown.display());
         }
@@ -441,7 +442,7 @@ fn tunnels_output(
 /// Prints the `bulk` report (and writes it with `--report DIR`).
 fn bulk_output(
     output: &Output,
-    report: &crate::bulk_report::BulkReport,
+    report: &crate::report::bulk::BulkReport,
     provenance: &Provenance,
 ) -> anyhow::Result<()> {
     if output.json {
@@ -450,7 +451,7 @@ fn bulk_output(
         print!("{}", report.table());
     }
     if let Some(dir) = &output.report {
-        let markdown = crate::bulk_report_dir::write(dir, report, provenance)?;
+        let markdown = crate::report::dir::write_bulk(dir, report, provenance)?;
         if !output.quiet {
             eprintln!("report written to {}", markdown.display());
         }
@@ -484,7 +485,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             deploy,
         } => {
-            scenario_unary::run(&UnaryConfig {
+            unary::run(&UnaryConfig {
                 paths: paths.clone(),
                 rounds: common.rounds,
                 audit: *audit,
@@ -504,7 +505,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 rate.is_finite() && *rate > 0.0,
                 "--rate must be a positive number"
             );
-            scenario_rate::run(&RateConfig {
+            rate::run(&RateConfig {
                 paths: paths.clone(),
                 rounds: common.rounds,
                 load: OpenLoop {
@@ -527,7 +528,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             deploy,
         } => {
-            scenario_audit::run(&AuditConfig {
+            audit::run(&AuditConfig {
                 modes: audit.clone(),
                 client_mode: *client_audit,
                 rounds: common.rounds,
@@ -537,7 +538,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?
         }
         Command::Upstream { listen, ready_file } => {
-            return crate::upstream::serve(*listen, ready_file.as_deref()).await;
+            return crate::deploy::upstream::serve(*listen, ready_file.as_deref()).await;
         }
         Command::Bulk {
             paths,
@@ -549,7 +550,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             audit,
             deploy,
         } => {
-            let report = scenario_bulk::run(&BulkConfig {
+            let report = bulk::run(&BulkConfig {
                 paths: paths.clone(),
                 directions: direction.clone(),
                 rounds: *rounds,
@@ -581,7 +582,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 target: seconds("target", *target)?,
                 bin_dir: bin_dir.clone(),
             };
-            let report = scenario_recovery::run(&cfg).await?;
+            let report = recovery::run(&cfg).await?;
             if cli.output.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -615,7 +616,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|_| anyhow::anyhow!("--down must be a number of seconds ≥ 0"))?,
                 bin_dir: bin_dir.clone(),
             };
-            let report = scenario_fleet::run(&cfg).await?;
+            let report = fleet::run(&cfg).await?;
             if cli.output.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -665,7 +666,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bin_dir: bin_dir.clone(),
                 target: *target,
             };
-            let report = scenario_fairness::run(&cfg).await?;
+            let report = fairness::run(&cfg).await?;
             if cli.output.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -695,7 +696,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 progress,
                 deployment: deploy.spec()?,
             };
-            let report = scenario_tunnels::run(&cfg).await?;
+            let report = tunnels::run(&cfg).await?;
             return tunnels_output(&cli.output, &report, &provenance);
         }
     };
@@ -707,7 +708,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // Written whatever the outcome: a report of a failed run is the one to
     // read.
     if let Some(dir) = &cli.output.report {
-        let markdown = crate::report_dir::write(dir, &report, &provenance)?;
+        let markdown = crate::report::dir::write(dir, &report, &provenance)?;
         if progress {
             eprintln!("report written to {}", markdown.display());
         }

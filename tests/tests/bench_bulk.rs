@@ -10,13 +10,14 @@
 
 use std::time::Duration;
 
-use bench::bulk_caller::{self, Direction};
 use bench::byte_size::MIB;
-use bench::deployment::{Deployment, Spec};
+use bench::deploy::audit::Audit;
+use bench::deploy::audit::AuditModes;
+use bench::deploy::deployment::{Deployment, Spec};
+use bench::load::bulk::caller;
+use bench::load::bulk::transfer::Direction;
 use bench::paths::Path;
-use bench::processes::AuditModes;
-use bench::scenario_audit::Audit;
-use bench::scenario_bulk::{self, BulkConfig, BulkLoad};
+use bench::scenarios::bulk::{self, BulkConfig, BulkLoad};
 use http::Method;
 use http_body_util::BodyExt as _;
 use proxy::audit::Durability;
@@ -25,7 +26,7 @@ use tether_tests::callers::{full, request_h2, HttpCaller};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_over_every_path_both_ways_reports_sound_figures() {
     let bytes = 4 * MIB;
-    let report = scenario_bulk::run(&BulkConfig {
+    let report = bulk::run(&BulkConfig {
         paths: Path::ALL.to_vec(),
         directions: Vec::new(),
         rounds: 1,
@@ -112,7 +113,7 @@ async fn a_transfer_that_outlives_the_duration_cap_fails_the_measurement() {
     let deployment = Deployment::start(&Spec::InProcess, AuditModes::both(Durability::None))
         .await
         .unwrap();
-    let callers = bulk_caller::connect(&deployment, Path::Tunnel, 1, Duration::from_secs(30))
+    let callers = caller::connect(&deployment, Path::Tunnel, 1, Duration::from_secs(30))
         .await
         .unwrap();
     let load = BulkLoad {
@@ -122,7 +123,7 @@ async fn a_transfer_that_outlives_the_duration_cap_fails_the_measurement() {
         duration: Duration::from_millis(200),
         progress: false,
     };
-    let err = scenario_bulk::measure(
+    let err = bulk::measure(
         &callers.callers,
         Direction::Download,
         &load,
@@ -185,7 +186,7 @@ async fn the_command_line_runs_bulk_and_writes_its_report() {
 /// called on its mTLS ingress with HTTP/2 over TLS, beside `--direct`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_measures_an_existing_edge_over_mtls() {
-    use bench::target::TargetSpec;
+    use bench::deploy::target::TargetSpec;
     use certs::IdentityKind;
     let topo = tether_tests::topology::Topology::start().await.unwrap();
     let files = tempfile::tempdir().unwrap();
@@ -195,7 +196,7 @@ async fn bulk_measures_an_existing_edge_over_mtls() {
         .unwrap()
         .write_files(files.path(), "caller", true)
         .unwrap();
-    let report = scenario_bulk::run(&BulkConfig {
+    let report = bulk::run(&BulkConfig {
         paths: Vec::new(),
         directions: Vec::new(),
         rounds: 1,

@@ -10,11 +10,11 @@
 use std::time::Duration;
 
 use bench::cli::Cli;
-use bench::deployment::Spec;
+use bench::deploy::deployment::Spec;
 use bench::paths::Path;
-use bench::report::Report;
-use bench::scenario_rate::{self, OpenLoop, RateConfig};
-use bench::scenario_unary::{self, ClosedLoop, UnaryConfig};
+use bench::report::model::Report;
+use bench::scenarios::rate::{self, OpenLoop, RateConfig};
+use bench::scenarios::unary::{self, ClosedLoop, UnaryConfig};
 
 /// Long enough for a few hundred calls in a debug build, short enough that
 /// the file runs in a couple of seconds.
@@ -64,10 +64,10 @@ fn assert_sound(report: &Report, paths: &[Path]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unary_over_every_path_reports_sound_figures() {
-    let report = scenario_unary::run(&UnaryConfig {
+    let report = unary::run(&UnaryConfig {
         paths: Path::ALL.to_vec(),
         rounds: 1,
-        audit: bench::scenario_audit::Audit::Always,
+        audit: bench::deploy::audit::Audit::Always,
         load: ClosedLoop {
             concurrency: 2,
             duration: WINDOW,
@@ -87,7 +87,7 @@ async fn unary_over_every_path_reports_sound_figures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_measures_from_intended_start_without_missing_calls() {
     let rate = 200.0;
-    let report = scenario_rate::run(&RateConfig {
+    let report = rate::run(&RateConfig {
         paths: vec![Path::Direct, Path::Tunnel, Path::Ceiling],
         rounds: 1,
         load: OpenLoop {
