@@ -123,6 +123,8 @@ impl Worker {
     pub(super) async fn run(worker: Arc<Mutex<Worker>>, mut rx: mpsc::Receiver<Request>) {
         let lock = || worker.lock().unwrap_or_else(PoisonError::into_inner);
         let period = lock().sync_period();
+        #[cfg(any(test, feature = "testing"))]
+        let shared = lock().shared.clone();
         loop {
             let deadline = period.and_then(|p| lock().dirty_since.map(|since| since + p));
             let first = match deadline {
@@ -143,8 +145,9 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            // Not under the lock: a held writer must not hold the file.
             #[cfg(any(test, feature = "testing"))]
-            lock().shared.hold.wait_while_held();
+            shared.hold.wait_while_held();
             let mut worker = lock();
             worker.process(batch);
             // Under constant load the select above may always find a

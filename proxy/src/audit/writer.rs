@@ -35,7 +35,9 @@ pub struct AuditLog {
     /// The file and chain, shared with the writer thread: appenders write
     /// through it themselves under `None` and `Interval`.
     worker: Arc<Mutex<Worker>>,
-    /// The mode lets appenders write their own records (not `Always`).
+    /// The mode lets appenders write their own records (not `Always`);
+    /// a check before the lock, so `Always` appenders never take it
+    /// (`Worker::write_inline` decides the rest).
     inline: bool,
     side: Side,
     shared: Arc<Shared>,
