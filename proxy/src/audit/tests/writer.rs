@@ -357,8 +357,15 @@ async fn none_and_interval_appenders_write_their_own_records() {
         }
         let stats = log.stats();
         assert_eq!(stats.records_written, 5);
-        // Nobody else touches the log: each found the file free.
-        assert_eq!(stats.records_inline, 5, "{durability:?}");
+        if durability == Durability::None {
+            // Nobody else touches the log: each found the file free.
+            assert_eq!(stats.records_inline, 5);
+        } else {
+            // The first record leaves the log unsynced and wakes the
+            // writer to start the fsync period; while it looks at the log
+            // a later record may find it busy and take the queue.
+            assert!(stats.records_inline >= 1, "{stats:?}");
+        }
         assert_eq!(lines(&dir.path().join("audit.log")).len(), 5);
     }
     let dir = tempfile::tempdir().unwrap();
